@@ -1,0 +1,86 @@
+"""One frozen settings object, read once in ``main()`` and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TopicNames(BaseSettings):
+    """Kafka topic names; override one with e.g. ``NOVACRON_TOPICS__LINK=...``."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    link: str = "telemetry.link.v1"
+    host: str = "telemetry.host.v1"
+    predictions: str = "predictions.bandwidth.v1"
+    alerts: str = "alerts.anomaly.v1"
+    workload: str = "workload.class.v1"
+    scaling: str = "actions.scaling.v1"
+    dlq: str = "telemetry.dlq.v1"
+    model_events: str = "model.events.v1"
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the producer and the stack read from the environment.
+
+    Values come from ``NOVACRON_*`` environment variables, then from a ``.env``
+    file in the working directory, then from these defaults.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOVACRON_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="host:port[,host:port...] of an existing Kafka cluster; "
+        "defaults to the local stack's broker (kafka_host:kafka_port).",
+    )
+    redis_url: str | None = Field(
+        None, description="URL of an existing Redis; defaults to the local stack's server."
+    )
+    redis_password: SecretStr | None = Field(None, description="Redis password, if any.")
+    app_id: str = Field("novacron", description="Faust app id, also the consumer group.")
+    topics: TopicNames = Field(default_factory=TopicNames)
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics the worker creates.")
+
+    window_size: int = Field(60, ge=1, le=10_000, description="Samples kept per key.")
+    window_ttl_s: int = Field(86_400, ge=1, description="Idle keys expire after this long.")
+    redis_key_prefix: str = "novacron:win"
+
+    batch_max: int = Field(500, ge=1, description="Events per processing batch at most.")
+    batch_within_s: float = Field(0.05, gt=0, description="Wait at most this long to fill a batch.")
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65_535, description="Port of /healthz and /metrics.")
+
+    state_dir: Path = Field(Path(".novacron"), description="Data, logs and pid files of the stack.")
+    kafka_port: int = Field(9092, ge=1, le=65_535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65_535)
+    kafka_host: str = "127.0.0.1"
+    kafka_heap: str = "512m"
+    redis_port: int = Field(6379, ge=1, le=65_535)
+    redis_host: str = "127.0.0.1"
+    kafka_version: str = "4.1.1"
+
+    registry_url: str = Field(
+        "sqlite:///.novacron/registry.sqlite", description="Model registry database."
+    )
+    artifact_dir: Path = Field(Path(".novacron/artifacts"), description="Model artifacts.")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The Kafka bootstrap servers the worker and clients connect to."""
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL the worker and clients connect to."""
+        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
