@@ -1,0 +1,208 @@
+"""The Faust app: topics, the link and host agents, ``/healthz`` and ``/metrics``.
+
+Nothing is created at import time; :func:`create_app` builds everything from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaClient
+from faust.web import Request, Response, View
+
+from novacron.settings import Settings
+from streams.codec import encode
+from streams.pipeline import BatchOutcome, OutputTopics, RawMessage, TelemetryPipeline
+from streams.processor import BandwidthProcessor
+from streams.records import SourceRef, WindowEntry
+from streams.store import RedisWindowStore, WindowStore
+
+from .metrics import WorkerMetrics
+from models.serving import ModelHolder
+
+
+class TimedWindowStore:
+    """A window store that records each Redis round trip in the metrics."""
+
+    def __init__(self, inner: WindowStore, metrics: WorkerMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
+        with self.metrics.redis_seconds.labels("load").time():
+            return await self.inner.load(namespace, keys)
+
+    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
+        with self.metrics.redis_seconds.labels("append").time():
+            await self.inner.append(namespace, entries)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class WorkerContext:
+    """Connections and the pipeline of one worker process, opened on first use."""
+
+    def __init__(self, settings: Settings, models: ModelHolder) -> None:
+        self.settings = settings
+        self.models = models
+        self.metrics = WorkerMetrics()
+        self._lock = asyncio.Lock()
+        self._pipeline: TelemetryPipeline | None = None
+        self._redis: Any = None
+        self._kafka: AIOKafkaClient | None = None
+
+    async def pipeline(self) -> TelemetryPipeline:
+        async with self._lock:
+            if self._pipeline is None:
+                s = self.settings
+                password = s.redis_password.get_secret_value() if s.redis_password else None
+                self._redis = aioredis.from_url(s.redis_dsn, password=password)
+                store = RedisWindowStore(
+                    self._redis,
+                    capacity=s.window_size,
+                    ttl_s=s.window_ttl_s,
+                    prefix=s.redis_key_prefix,
+                    owns_client=False,
+                )
+                processor = BandwidthProcessor(self.models.predictor_for, s.window_size)
+                topics = OutputTopics(predictions=s.topics.predictions, dlq=s.topics.dlq)
+                self._pipeline = TelemetryPipeline(
+                    processor, TimedWindowStore(store, self.metrics), time.time, topics
+                )
+            return self._pipeline
+
+    async def health(self) -> dict[str, Any]:
+        """Reachability of Redis (PING) and Kafka (a metadata request)."""
+        checks: dict[str, Any] = {}
+        try:
+            await self.pipeline()
+            await asyncio.wait_for(self._redis.ping(), timeout=2.0)
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            checks["redis"] = f"unreachable at {self.settings.redis_dsn}: {exc!r}"
+        try:
+            if self._kafka is None:
+                self._kafka = AIOKafkaClient(bootstrap_servers=self.settings.bootstrap_servers)
+                await asyncio.wait_for(self._kafka.bootstrap(), timeout=5.0)
+            metadata = await asyncio.wait_for(self._kafka.fetch_all_metadata(), timeout=3.0)
+            checks["kafka"] = "ok" if metadata.brokers() else "no brokers in metadata"
+        except Exception as exc:  # noqa: BLE001
+            checks["kafka"] = f"unreachable at {self.settings.bootstrap_servers}: {exc!r}"
+            if self._kafka is not None:
+                await self._kafka.close()
+                self._kafka = None
+        checks["ready"] = all(v == "ok" for v in checks.values())
+        checks["models"] = self.models.describe()
+        return checks
+
+    async def close(self) -> None:
+        """Close connections; safe to call more than once."""
+        redis_client, self._redis, self._pipeline = self._redis, None, None
+        kafka, self._kafka = self._kafka, None
+        if redis_client is not None:
+            await redis_client.aclose()
+        if kafka is not None:
+            await kafka.close()
+
+
+def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, WorkerContext]:
+    """Build the Faust app and the context its agents share."""
+    ctx = WorkerContext(settings, models)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        producer_acks=-1,
+        producer_linger_ms=2,
+        consumer_auto_offset_reset="earliest",
+        store="memory://",
+    )
+    topics = settings.topics
+    link_in = app.topic(topics.link, key_type=bytes, value_type=bytes)
+    host_in = app.topic(topics.host, key_type=bytes, value_type=bytes)
+    outputs = {
+        name: app.topic(name, key_type=bytes, value_type=bytes)
+        for name in (topics.predictions, topics.dlq)
+    }
+    metrics = ctx.metrics
+
+    async def run_batches(stream: Any, topic: str, handle: str) -> None:
+        pipeline = await ctx.pipeline()
+        handler = getattr(pipeline, handle)
+        try:
+            async for events in stream.take_events(
+                settings.batch_max, within=settings.batch_within_s
+            ):
+                started = time.perf_counter()
+                messages = [_raw(event) for event in events]
+                outcome: BatchOutcome = await handler(messages)
+                for record in outcome.outputs:
+                    await outputs[record.topic].send(
+                        key=record.key.encode("utf-8"), value=encode(record.value)
+                    )
+                _count(metrics, topic, len(messages), outcome)
+                metrics.processing_seconds.labels(topic).observe(time.perf_counter() - started)
+        finally:
+            await ctx.close()
+
+    @app.agent(link_in, name="link-telemetry")
+    async def link_agent(stream: Any) -> None:
+        await run_batches(stream, topics.link, "handle_link")
+
+    @app.agent(host_in, name="host-telemetry")
+    async def host_agent(stream: Any) -> None:
+        await run_batches(stream, topics.host, "handle_host")
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            checks = await ctx.health()
+            return self.json(checks, status=200 if checks["ready"] else 503)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.timer(interval=2.0)
+    async def refresh_models() -> None:
+        await asyncio.to_thread(models.refresh)
+
+    return app, ctx
+
+
+def _raw(event: Any) -> RawMessage:
+    message = event.message
+    key = message.key
+    return RawMessage(
+        value=message.value if isinstance(message.value, bytes) else bytes(message.value or b""),
+        source=SourceRef(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+        ),
+    )
+
+
+def _count(metrics: WorkerMetrics, topic: str, messages: int, outcome: BatchOutcome) -> None:
+    metrics.messages_in.labels(topic).inc(messages)
+    metrics.batch_size.labels(topic).observe(messages)
+    metrics.events_in.labels(topic).inc(outcome.accepted)
+    metrics.warming_up.labels(topic).inc(outcome.warming_up)
+    metrics.duplicates.labels(topic).inc(outcome.duplicates)
+    for dead in outcome.dead_letters:
+        metrics.dead_letters.labels(topic, dead.error_kind).inc()
+    for record in outcome.outputs:
+        metrics.events_out.labels(record.topic).inc()

@@ -1,0 +1,68 @@
+"""Prometheus metrics of the worker, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+class WorkerMetrics:
+    """Counters and histograms exposed at ``/metrics``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter(
+            "novacron_events_in", "Samples accepted, per input topic.", ["topic"], registry=r
+        )
+        self.messages_in = Counter(
+            "novacron_messages_in", "Messages consumed, per input topic.", ["topic"], registry=r
+        )
+        self.events_out = Counter(
+            "novacron_events_out", "Records sent, per output topic.", ["topic"], registry=r
+        )
+        self.dead_letters = Counter(
+            "novacron_dead_letters",
+            "Messages or samples sent to the dead-letter topic.",
+            ["topic", "error_kind"],
+            registry=r,
+        )
+        self.warming_up = Counter(
+            "novacron_samples_warming_up",
+            "Accepted samples not predicted because the window was still short.",
+            ["topic"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "novacron_samples_redelivered",
+            "Accepted samples whose event id was already in the window.",
+            ["topic"],
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "novacron_batch_processing_seconds",
+            "Time from a batch's arrival to its outputs being queued for sending.",
+            ["topic"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "novacron_batch_messages",
+            "Messages per processing batch.",
+            ["topic"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.redis_seconds = Histogram(
+            "novacron_redis_roundtrip_seconds",
+            "Redis pipeline round trips (window load + append per batch).",
+            ["op"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

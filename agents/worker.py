@@ -1,0 +1,24 @@
+"""``novacron worker``: run the Faust app in this process until stopped."""
+
+from __future__ import annotations
+
+import faust
+
+from models.serving import ModelHolder, ModelSource, baseline_models
+from novacron.settings import Settings
+
+from .app import create_app
+
+
+def run_worker(
+    settings: Settings, *, loglevel: str = "info", source: ModelSource | None = None
+) -> None:
+    """Start a worker of the consumer group ``settings.app_id``; blocks until stopped.
+
+    Several workers (on one machine give each its own ``NOVACRON_WEB_PORT``) share the
+    input partitions; windows live in Redis, so any worker can take any partition.
+    """
+    models = ModelHolder(source or baseline_models)
+    app, _ctx = create_app(settings, models)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,1 @@
+"""Batch models, training pipelines, synthetic data, the registry and ONNX export."""

@@ -1,0 +1,193 @@
+"""The ``novacron`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .errors import NovacronError
+from .settings import Settings
+
+app = typer.Typer(
+    help="NovaCron telemetry ML: streaming bandwidth predictions, alerts and actions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(help="The local Kafka + Redis stack.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Topic schemas.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(schemas_app, name="schemas")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    ctx.obj = Settings()
+
+
+@stack_app.command("up")
+def stack_up(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 90.0,
+) -> None:
+    """Start (or reuse) the local Kafka broker and Redis server; wait until ready."""
+    from . import stack
+
+    status = stack.stack_up(_settings(ctx), timeout_s=timeout)
+    out.print(stack.render(status))
+
+
+@stack_app.command("down")
+def stack_down(
+    ctx: typer.Context,
+    purge: Annotated[bool, typer.Option(help="Also delete Kafka and Redis data.")] = False,
+) -> None:
+    """Stop what `stack up` started (never a service it did not start)."""
+    from . import stack
+
+    stopped = stack.stack_down(_settings(ctx), purge=purge)
+    out.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack_app.command("status")
+def stack_status(ctx: typer.Context) -> None:
+    """Show each component of the local stack; exit 1 if one is not reachable."""
+    from . import stack
+
+    status = stack.stack_status(_settings(ctx))
+    out.print(stack.render(status))
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run a stream worker (Faust) until stopped; several share the partitions."""
+    from agents.worker import run_worker
+
+    run_worker(_settings(ctx), loglevel=loglevel)
+
+
+@app.command()
+def produce(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(help="Samples per second, all entities together.")] = 200.0,
+    links: Annotated[int, typer.Option(help="Number of links.")] = 8,
+    hosts: Annotated[int, typer.Option(help="Number of hosts.")] = 0,
+    duration: Annotated[float | None, typer.Option(help="Seconds to run (default: forever).")] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after this many samples.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    batch_size: Annotated[int, typer.Option(help="Samples per message (1 = single).")] = 1,
+    mode: Annotated[str, typer.Option(help="datacenter, internet or mixed.")] = "mixed",
+    bad_fraction: Annotated[float, typer.Option(help="Fraction of bad messages.")] = 0.0,
+    simulated_time: Annotated[
+        bool, typer.Option(help="Event times on a fixed grid instead of the wall clock.")
+    ] = False,
+) -> None:
+    """Write synthetic link (and host) telemetry to Kafka."""
+    from tqdm import tqdm
+
+    from .produce import ProduceOptions, produce as run_produce
+
+    options = ProduceOptions(
+        rate=rate, links=links, hosts=hosts, duration_s=duration, count=count, seed=seed,
+        batch_size=batch_size, mode=mode, bad_fraction=bad_fraction,
+        time_mode="simulated" if simulated_time else "live",
+    )
+    with tqdm(total=count, unit="sample", disable=not sys.stderr.isatty()) as bar:
+        report = asyncio.run(run_produce(_settings(ctx), options, progress=bar.update))
+    out.print(report)
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="Topic to read, e.g. predictions.bandwidth.v1.")],
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only records with this key.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many idle seconds.")] = None,
+) -> None:
+    """Print records of an output topic, one readable line each."""
+    from .tail import format_record, tail as run_tail
+
+    def show(record: Any) -> None:
+        out.print(format_record(record.topic, record.key, record.value), highlight=False)
+
+    asyncio.run(
+        run_tail(
+            _settings(ctx), topic, from_beginning=from_beginning, limit=limit, key=key,
+            timeout_s=timeout, on_record=show,
+        )
+    )
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV, JSONL or trace file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")],
+    kind: Annotated[str | None, typer.Option(help="link or host (default: inferred).")] = None,
+    key: Annotated[str | None, typer.Option(help="Link/host id for rows without one.")] = None,
+    mode: Annotated[str, typer.Option(help="Link mode for rows without one.")] = "datacenter",
+    rename: Annotated[
+        list[str] | None, typer.Option(help="Column rename OLD=NEW, repeatable.")
+    ] = None,
+) -> None:
+    """Run the stream core over a file and write the records the worker would send."""
+    from .replaying import run_replay
+
+    renames = dict(item.split("=", 1) for item in rename or [])
+    report = run_replay(_settings(ctx), input, output, kind=kind, key=key, mode=mode, rename=renames)
+    out.print(report)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    duration: Annotated[float | None, typer.Option(help="Seconds to run, then summarise.")] = None,
+    rate: Annotated[float, typer.Option(help="Samples per second.")] = 100.0,
+    links: Annotated[int, typer.Option(help="Number of links.")] = 6,
+) -> None:
+    """Worker + synthetic telemetry on the local stack, with live predictions."""
+    from .demo import run_demo
+
+    code = run_demo(_settings(ctx), duration_s=duration, rate=rate, links=links, console=out)
+    raise typer.Exit(code)
+
+
+@schemas_app.command("asyncapi")
+def schemas_asyncapi(
+    output: Annotated[Path, typer.Option(help="Where to write the document.")] = Path(
+        "schemas/asyncapi.yaml"
+    ),
+) -> None:
+    """Generate the AsyncAPI 3.0 document of every topic from schemas/."""
+    from .asyncapi import write_asyncapi
+
+    write_asyncapi(output)
+    out.print(f"wrote {output}")
+
+
+def main() -> None:
+    """Console-script entry point: turns project errors into a message and exit 2."""
+    try:
+        app()
+    except NovacronError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,143 @@
+"""Window stores: a small Protocol with an in-memory and a Redis implementation.
+
+Entries are stored as compact JSON arrays ``[event_id, ts, v1, v2, ...]`` with ``null``
+for absent values, so any worker of the consumer group can read any key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from .records import WindowEntry
+
+
+def encode_entry(entry: WindowEntry) -> bytes:
+    """Serialize a window entry.
+
+    Examples:
+        >>> encode_entry(WindowEntry("e1", 1.5, (2.0, float("nan"))))
+        b'["e1",1.5,2.0,null]'
+    """
+    if entry.names is not None:
+        return orjson.dumps([entry.event_id, entry.ts, dict(zip(entry.names, entry.values, strict=True))])
+    values = [None if math.isnan(v) else v for v in entry.values]
+    return orjson.dumps([entry.event_id, entry.ts, *values])
+
+
+def decode_entry(raw: bytes | str) -> WindowEntry:
+    """Inverse of :func:`encode_entry`.
+
+    Examples:
+        >>> decode_entry(b'["e1",1.5,2.0,null]')
+        WindowEntry(event_id='e1', ts=1.5, values=(2.0, nan), names=None)
+        >>> decode_entry(b'["h1",2.0,{"cpu_pct":51.0}]')
+        WindowEntry(event_id='h1', ts=2.0, values=(51.0,), names=('cpu_pct',))
+    """
+    event_id, ts, *values = orjson.loads(raw)
+    if values and isinstance(values[0], dict):
+        metrics: dict[str, float] = values[0]
+        return WindowEntry(
+            str(event_id), float(ts), tuple(metrics.values()), names=tuple(metrics)
+        )
+    return WindowEntry(
+        str(event_id), float(ts), tuple(math.nan if v is None else float(v) for v in values)
+    )
+
+
+class WindowStore(Protocol):
+    """Per-key rolling windows. Calls are per batch of keys, never per event."""
+
+    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
+        """The current window of each key (an empty list for an unknown key)."""
+        ...
+
+    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
+        """Append entries to each key's window, keeping the newest ``capacity``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class InMemoryWindowStore:
+    """A dict-backed store for replay and unit tests."""
+
+    def __init__(self, capacity: int = 60) -> None:
+        self.capacity = capacity
+        self._data: dict[str, list[bytes]] = {}
+
+    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
+        return {k: [decode_entry(r) for r in self._data.get(f"{namespace}:{k}", [])] for k in keys}
+
+    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
+        for key, new in entries.items():
+            if not new:
+                continue
+            stored = self._data.setdefault(f"{namespace}:{key}", [])
+            stored.extend(encode_entry(e) for e in new)
+            del stored[: max(0, len(stored) - self.capacity)]
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisWindowStore:
+    """Windows as capped Redis lists, one pipeline per batch, TTL on idle keys.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` client (owned by the caller unless
+            ``owns_client``).
+        capacity: entries kept per key (``LTRIM``).
+        ttl_s: a key untouched for this long expires.
+        prefix: key prefix, ``{prefix}:{namespace}:{key}``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        capacity: int = 60,
+        ttl_s: int = 86_400,
+        prefix: str = "novacron:win",
+        owns_client: bool = True,
+    ) -> None:
+        self.client = client
+        self.capacity = capacity
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+        self._owns_client = owns_client
+
+    def redis_key(self, namespace: str, key: str) -> str:
+        return f"{self.prefix}:{namespace}:{key}"
+
+    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
+        if not keys:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.lrange(self.redis_key(namespace, key), -self.capacity, -1)
+            results = await pipe.execute()
+        return {k: [decode_entry(r) for r in raw] for k, raw in zip(keys, results, strict=True)}
+
+    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            queued = False
+            for key, new in entries.items():
+                if not new:
+                    continue
+                rkey = self.redis_key(namespace, key)
+                pipe.rpush(rkey, *(encode_entry(e) for e in new))
+                pipe.ltrim(rkey, -self.capacity, -1)
+                pipe.expire(rkey, self.ttl_s)
+                queued = True
+            if queued:
+                await pipe.execute()
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()

@@ -1,0 +1,68 @@
+"""Rolling windows as reducers: ``initialize() / agg(state, value) / result(state)``.
+
+A window keeps the last ``capacity`` entries of a key in arrival order. Appending is
+idempotent per event id, so a redelivered event does not enter the window twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .records import WindowEntry
+
+
+@dataclass(frozen=True, slots=True)
+class CappedWindow:
+    """Reducer over window entries that keeps the newest ``capacity`` of them.
+
+    Examples:
+        >>> w = CappedWindow(capacity=2)
+        >>> state = w.initialize()
+        >>> for i in range(3):
+        ...     state = w.agg(state, WindowEntry(f"e{i}", float(i), (float(i),)))
+        >>> [e.event_id for e in w.result(state)]
+        ['e1', 'e2']
+    """
+
+    capacity: int = 60
+
+    def initialize(self) -> tuple[WindowEntry, ...]:
+        return ()
+
+    def agg(self, state: tuple[WindowEntry, ...], value: WindowEntry) -> tuple[WindowEntry, ...]:
+        if len(state) < self.capacity:
+            return (*state, value)
+        return (*state[len(state) - self.capacity + 1 :], value)
+
+    def result(self, state: tuple[WindowEntry, ...]) -> tuple[WindowEntry, ...]:
+        return state
+
+
+def as_array(entries: Sequence[WindowEntry], width: int) -> np.ndarray:
+    """Window values as a float64 array of shape ``(len(entries), width)``, NaN = absent.
+
+    Examples:
+        >>> as_array([WindowEntry("a", 0.0, (1.0, float("nan")))], 2)
+        array([[ 1., nan]])
+    """
+    out = np.full((len(entries), width), np.nan)
+    for i, entry in enumerate(entries):
+        out[i, : len(entry.values)] = entry.values
+    return out
+
+
+def median_step(entries: Sequence[WindowEntry], default: float = 1.0) -> float:
+    """Median interval between consecutive entries' event times (``default`` if unknown).
+
+    Examples:
+        >>> median_step([WindowEntry(str(t), t, ()) for t in (0.0, 5.0, 10.0, 20.0)])
+        5.0
+    """
+    if len(entries) < 2:
+        return default
+    diffs = np.diff(np.fromiter((e.ts for e in entries), float, len(entries)))
+    positive = diffs[diffs > 0]
+    return float(np.median(positive)) if positive.size else default
