@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# System packages the local stack needs: Java 17+ and Maven (Kafka), redis-server (Redis).
+# Idempotent: when everything is present it only checks and prints, in well under a second.
+set -euo pipefail
+
+say() { printf 'setup-system: %s\n' "$*"; }
+die() { printf 'setup-system: error: %s\n' "$*" >&2; exit 1; }
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+apt_updated=0
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found; install these by hand: $*"
+    if [ "$apt_updated" -eq 0 ]; then
+        say "running apt-get update"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing $*"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Java 17+ (the `java -version` banner goes to stderr: 'openjdk version "17.0.15" ...').
+if ! command -v java >/dev/null; then
+    apt_install openjdk-17-jre-headless
+fi
+java_major=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}' | sed -E 's/^1\.//; s/[^0-9].*$//')
+[ -n "$java_major" ] && [ "$java_major" -ge 17 ] \
+    || die "Kafka needs Java 17 or newer; found '$(java -version 2>&1 | head -n1)'"
+say "java $java_major ok"
+
+if ! command -v mvn >/dev/null; then
+    apt_install maven
+fi
+say "$(mvn -v 2>/dev/null | head -n1 | sed -E 's/\x1b\[[0-9;]*m//g') ok"
+
+if [ ! -x /usr/bin/redis-server ]; then
+    apt_install redis-server
+    # If the package started a system-wide redis on the configured port, the stack
+    # reports it as 'foreign' and reuses it; nothing here stops it.
+fi
+say "$(/usr/bin/redis-server --version | cut -d' ' -f1-3) ok"
