@@ -121,6 +121,7 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=settings.web_port,
         web_enabled=True,
         producer_acks=-1,

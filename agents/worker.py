@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 
 from models.serving import ModelHolder, ModelSource, baseline_models
 from novacron.settings import Settings
 
 from .app import create_app
+from .topics import ensure_topics
 
 
 def run_worker(
@@ -18,6 +21,7 @@ def run_worker(
     Several workers (on one machine give each its own ``NOVACRON_WEB_PORT``) share the
     input partitions; windows live in Redis, so any worker can take any partition.
     """
+    asyncio.run(ensure_topics(settings))
     models = ModelHolder(source or baseline_models)
     app, _ctx = create_app(settings, models)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

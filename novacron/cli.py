@@ -45,7 +45,7 @@ def stack_up(
     """Start (or reuse) the local Kafka broker and Redis server; wait until ready."""
     from . import stack
 
-    status = stack.stack_up(_settings(ctx), timeout_s=timeout)
+    status = stack.stack_up(_settings(ctx), timeout_s=timeout, progress=out.print)
     out.print(stack.render(status))
 
 
@@ -110,7 +110,11 @@ def produce(
         time_mode="simulated" if simulated_time else "live",
     )
     with tqdm(total=count, unit="sample", disable=not sys.stderr.isatty()) as bar:
-        report = asyncio.run(run_produce(_settings(ctx), options, progress=bar.update))
+
+        def progress(report: Any) -> None:
+            bar.update(report.samples - bar.n)
+
+        report = asyncio.run(run_produce(_settings(ctx), options, on_progress=progress))
     out.print(report)
 
 

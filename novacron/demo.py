@@ -1,0 +1,182 @@
+"""``novacron demo``: a worker and synthetic telemetry on the local stack, live.
+
+Starts ``novacron worker`` as a child process, produces live synthetic telemetry
+(with a few bad messages so the dead-letter path shows), and prints predictions and
+dead letters as they arrive. Ctrl-C, or ``--duration`` elapsing, stops everything and
+prints a summary: events in, predictions out, dead letters, end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from agents.topics import ensure_topics
+
+from .produce import ProduceOptions, ProduceReport, produce
+from .settings import Settings
+from .tail import format_record
+
+
+@dataclass(slots=True)
+class DemoSummary:
+    """What the demo saw."""
+
+    produced: ProduceReport | None = None
+    predictions: int = 0
+    dead_letters: int = 0
+    other_outputs: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def table(self) -> Table:
+        table = Table(title="NovaCron demo summary", show_header=False)
+        produced = self.produced
+        table.add_row("elapsed", f"{self.elapsed_s:.1f} s")
+        if produced is not None:
+            table.add_row("samples produced (events in)", str(produced.samples))
+            table.add_row("bad messages injected", str(produced.bad_messages))
+        table.add_row("predictions out", str(self.predictions))
+        table.add_row("dead letters", str(self.dead_letters))
+        if self.latencies_s:
+            p50, p95, p99 = np.percentile(np.array(self.latencies_s) * 1000, [50, 95, 99])
+            table.add_row("end-to-end latency p50 / p95 / p99", f"{p50:.0f} / {p95:.0f} / {p99:.0f} ms")
+        return table
+
+
+def start_worker(settings: Settings, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``novacron worker`` as a child process logging to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "novacron", "worker", "--loglevel", "warning"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
+    """Block until the worker's /healthz says ready (or it dies / times out)."""
+    url = f"http://{settings.web_host}:{settings.web_port}/healthz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"the worker exited with code {proc.returncode}; see its log"
+            raise RuntimeError(msg)
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        time.sleep(0.5)
+    msg = f"the worker did not report ready at {url} within {timeout_s:.0f} s"
+    raise RuntimeError(msg)
+
+
+async def _watch(
+    settings: Settings, summary: DemoSummary, console: Console, stop: asyncio.Event, since: float
+) -> None:
+    t = settings.topics
+    consumer = AIOKafkaConsumer(
+        t.predictions, t.dlq, t.alerts, t.scaling, t.workload,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    last_shown: dict[str, float] = {}
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            now = time.time()
+            for tp, messages in batches.items():
+                for message in messages:
+                    value = orjson.loads(message.value)
+                    key = message.key.decode() if message.key else ""
+                    if tp.topic == t.predictions:
+                        if value["ts"] < since:
+                            continue  # a backlog from before this demo, not its traffic
+                        summary.predictions += 1
+                        summary.latencies_s.append(now - value["ts"])
+                        # One line per link every 2 s keeps the screen readable.
+                        if now - last_shown.get(key, 0.0) >= 2.0:
+                            last_shown[key] = now
+                            console.print(format_record(tp.topic, key, value), highlight=False)
+                    elif tp.topic == t.dlq:
+                        if value["produced_at"] < since:
+                            continue
+                        summary.dead_letters += 1
+                        console.print(format_record(tp.topic, key, value), style="yellow", highlight=False)
+                    else:
+                        summary.other_outputs += 1
+                        console.print(format_record(tp.topic, key, value), highlight=False)
+    finally:
+        await consumer.stop()
+
+
+async def _run(settings: Settings, duration_s: float | None, rate: float, links: int, console: Console) -> DemoSummary:
+    summary = DemoSummary()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    watcher = asyncio.create_task(_watch(settings, summary, console, stop, time.time()))
+    await asyncio.sleep(1.0)  # let the watcher join at the log end before producing
+    options = ProduceOptions(
+        rate=rate, links=links, hosts=2, duration_s=duration_s, mode="mixed",
+        bad_fraction=0.01, event_id_prefix="demo", time_mode="live",
+    )
+    summary.produced = await produce(settings, options, stop=stop)
+    if not stop.is_set():
+        await asyncio.sleep(2.0)  # drain what the worker still has in flight
+    stop.set()
+    await watcher
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    duration_s: float | None,
+    rate: float,
+    links: int,
+    console: Console,
+) -> int:
+    """Run the demo; returns the exit code (0 when predictions arrived)."""
+    log_path = settings.state_dir / "logs" / "demo-worker.log"
+    asyncio.run(ensure_topics(settings))
+    console.print(f"starting a worker (log: {log_path}) ...")
+    proc = start_worker(settings, log_path)
+    try:
+        wait_healthy(settings, proc)
+        console.print(
+            f"worker ready; producing {rate:g} samples/s over {links} links"
+            + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop")
+        )
+        summary = asyncio.run(_run(settings, duration_s, rate, links, console))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    console.print(summary.table())
+    if summary.predictions == 0:
+        console.print(f"[red]no predictions arrived; see the worker log {log_path}[/]")
+        return 1
+    return 0

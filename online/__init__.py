@@ -1,0 +1,1 @@
+"""River learners, drift detectors, online metrics and the retrain policy."""
