@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 
+import novacron.tail as tail_module
 from novacron.settings import Settings
-from novacron.tail import TailRecord, format_record, resolve_topic
+from novacron.tail import TailRecord, format_record, resolve_topic, tail
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 TS = 1_700_000_401.0  # 2023-11-14 22:20:01 UTC
@@ -234,3 +237,69 @@ def test_tail_record_line_shows_undecodable_values() -> None:
 )
 def test_resolve_topic(name: str, topic: str) -> None:
     assert resolve_topic(Settings(), name) == topic
+
+
+# --------------------------------------------------------------------------- tail(), no broker
+
+
+class _Msg:
+    def __init__(self, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self.topic, self.partition, self.offset = "predictions.bandwidth.v1", 0, offset
+        self.timestamp, self.key, self.value = 1_700_000_000_000 + offset, key, value
+
+
+class _FakeConsumer:
+    """Stands in for AIOKafkaConsumer: one batch of records, then nothing."""
+
+    config: dict[str, Any] = {}
+
+    def __init__(self, topic: str, **config: Any) -> None:
+        type(self).config = {"topic": topic, **config}
+        self._batches = [
+            {
+                "tp": [
+                    _Msg(0, b"link-0007", orjson.dumps(PREDICTION)),
+                    _Msg(1, b"link-0001", orjson.dumps({**PREDICTION, "link_id": "link-0001"})),
+                    _Msg(2, b"link-0007", b"{oops"),
+                ]
+            }
+        ]
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def getmany(self, timeout_ms: int = 0) -> dict[str, list[_Msg]]:
+        if self._batches:
+            return self._batches.pop(0)
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+
+@pytest.fixture
+def fake_consumer(monkeypatch: pytest.MonkeyPatch) -> type[_FakeConsumer]:
+    monkeypatch.setattr(tail_module, "AIOKafkaConsumer", _FakeConsumer)
+    return _FakeConsumer
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "offsets"),
+    [({"limit": 2}, [0, 1]), ({"key": "link-0007", "timeout_s": 0.2}, [0, 2])],
+)
+def test_tail_filters_limits_and_times_out(
+    fake_consumer: type[_FakeConsumer], kwargs: dict[str, Any], offsets: list[int]
+) -> None:
+    seen: list[TailRecord] = []
+    count = asyncio.run(
+        tail(Settings(), "predictions.bandwidth.v1", on_record=seen.append, **kwargs)
+    )
+    assert count == len(offsets)
+    assert [r.offset for r in seen] == offsets
+    assert fake_consumer.config["group_id"] is None
+    assert fake_consumer.config["auto_offset_reset"] == "latest"
+    assert seen[0].line().startswith("link-0007  22:20:01  pred 812.4 Mbps")
+    if 2 in offsets:
+        assert seen[-1].value is None
+        assert seen[-1].line().startswith("link-0007  <not JSON")
