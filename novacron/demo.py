@@ -61,13 +61,13 @@ class DemoSummary:
 def start_worker(settings: Settings, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``novacron worker`` as a child process logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("ab")
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "novacron", "worker", "--loglevel", "warning"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
+    with log_path.open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "novacron", "worker", "--loglevel", "warning"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
 
 
 def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:

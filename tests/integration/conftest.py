@@ -1,0 +1,126 @@
+"""A real worker process on the real stack, isolated per test module by topic names."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from novacron.demo import start_worker, wait_healthy
+from novacron.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class WorkerHandle:
+    settings: Settings
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def isolated_env(tag: str) -> dict[str, str]:
+    """Environment giving a worker its own consumer group, topics and web port."""
+    suffix = f"{tag}-{uuid.uuid4().hex[:8]}"
+    env = {
+        "NOVACRON_APP_ID": f"novacron-test-{suffix}",
+        "NOVACRON_WEB_PORT": str(free_port()),
+        "NOVACRON_BATCH_WITHIN_S": "0.02",
+    }
+    for field in ("link", "host", "predictions", "alerts", "workload", "scaling", "dlq", "model_events"):
+        env[f"NOVACRON_TOPICS__{field.upper()}"] = f"test.{suffix}.{field}"
+    return env
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def worker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerHandle]:
+    env = isolated_env(request.module.__name__.rsplit(".", 1)[-1].replace("_", "-"))
+    settings = settings_for(env)
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(settings, log, env)
+    try:
+        wait_healthy(settings, proc, timeout_s=120)
+        yield WorkerHandle(settings, env, proc, log)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}; is the stack up (`make stack-up`)?\n{log.read_text()[-3000:]}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def send(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    settings: Settings, topics: list[str], *, until: Any, timeout_s: float = 60.0, settle_s: float = 2.0
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Read topics from the start until ``until(records)`` holds, then ``settle_s`` more."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest")
+    await consumer.start()
+    records: dict[str, list[tuple[str, dict[str, Any]]]] = {t: [] for t in topics}
+    deadline = time.monotonic() + timeout_s
+    settle_deadline: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for tp, messages in batches.items():
+                for m in messages:
+                    records[tp.topic].append((m.key.decode() if m.key else "", orjson.loads(m.value)))
+            if settle_deadline is None and until(records):
+                settle_deadline = time.monotonic() + settle_s
+            if settle_deadline is not None and time.monotonic() >= settle_deadline:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def worker_python() -> str:
+    return sys.executable
