@@ -7,6 +7,26 @@ import numpy as np
 from .predictor import IntervalForecast, bandwidth_target
 
 
+def nan_quantiles(x: np.ndarray, q: float) -> np.ndarray:
+    """Row-wise linear-interpolated quantile ignoring NaN (0 for an all-NaN row).
+
+    ``np.nanquantile`` loops in Python over rows; this sorts once.
+
+    Examples:
+        >>> nan_quantiles(np.array([[1.0, 2.0, 3.0, np.nan], [np.nan] * 4]), 0.5)
+        array([2., 0.])
+    """
+    ordered = np.sort(x, axis=1)  # NaN sorts last
+    count = np.sum(~np.isnan(x), axis=1)
+    pos = q * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    low = np.take_along_axis(ordered, lo[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, hi[:, None], axis=1)[:, 0]
+    out = low + (high - low) * (pos - lo)
+    return np.where(count > 0, out, 0.0)
+
+
 def _interval_from_ratios(
     target: np.ndarray, point: np.ndarray, level: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -19,14 +39,33 @@ def _interval_from_ratios(
         ratios = np.log(target[:, 1:] / target[:, :-1])
     ratios[~np.isfinite(ratios)] = np.nan
     alpha = (1.0 - level) / 2.0
-    lo = np.nanquantile(np.where(np.all(np.isnan(ratios), axis=1, keepdims=True), 0.0, ratios), alpha, axis=1)
-    hi = np.nanquantile(np.where(np.all(np.isnan(ratios), axis=1, keepdims=True), 0.0, ratios), 1 - alpha, axis=1)
-    lower = point * np.exp(np.minimum(lo, 0.0))
-    upper = point * np.exp(np.maximum(hi, 0.0))
+    lower = point * np.exp(np.minimum(nan_quantiles(ratios, alpha), 0.0))
+    upper = point * np.exp(np.maximum(nan_quantiles(ratios, 1 - alpha), 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         confidence = np.clip(1.0 - (upper - lower) / (2.0 * point), 0.0, 1.0)
     confidence[~np.isfinite(confidence)] = 0.0
     return lower, upper, confidence
+
+
+def harmonic_mean_of_last(target: np.ndarray, n: int) -> np.ndarray:
+    """Row-wise harmonic mean of the last ``n`` finite values (NaN if none, 0 if a zero).
+
+    Examples:
+        >>> harmonic_mean_of_last(np.array([[1.0, 2.0, np.nan], [np.nan] * 3]), 2)
+        array([1.33333333,        nan])
+    """
+    finite = np.isfinite(target)
+    rank = np.cumsum(finite[:, ::-1], axis=1)[:, ::-1]  # 1 = the newest finite value
+    use = finite & (rank <= n)
+    count = use.sum(axis=1)
+    values = np.where(use, target, 1.0)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(use, 1.0 / values, 0.0).sum(axis=1)
+    has_zero = np.any(use & (values <= 0), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hm = count / inverse
+    # A zero sample (an outage) makes the harmonic mean zero, which is what it is.
+    return np.where(count == 0, np.nan, np.where(has_zero, 0.0, hm))
 
 
 class HarmonicMeanPredictor:
@@ -59,19 +98,9 @@ class HarmonicMeanPredictor:
 
     def predict(self, windows: np.ndarray) -> IntervalForecast:
         target = bandwidth_target(windows)
-        point = np.array([_harmonic_mean_last(row, self.n) for row in target])
+        point = harmonic_mean_of_last(target, self.n)
         lower, upper, confidence = _interval_from_ratios(target, point, self.interval_level)
         return IntervalForecast(point, lower, upper, confidence, self.interval_level)
-
-
-def _harmonic_mean_last(row: np.ndarray, n: int) -> float:
-    values = row[np.isfinite(row)][-n:]
-    if values.size == 0:
-        return float("nan")
-    if np.any(values <= 0):
-        # A zero sample (an outage) makes the harmonic mean zero, which is what it is.
-        return 0.0
-    return float(values.size / np.sum(1.0 / values))
 
 
 def last_value(series: np.ndarray) -> np.ndarray:
@@ -110,6 +139,8 @@ def harmonic_mean(series: np.ndarray, n: int = 5) -> np.ndarray:
         array([       nan, 1.        , 1.33333333])
     """
     out = np.full(series.shape, np.nan)
-    for t in range(1, series.size):
-        out[t] = _harmonic_mean_last(series[max(0, t - n) : t], n)
+    if series.size > 1:
+        padded = np.concatenate([np.full(n - 1, np.nan), series[:-1]])
+        lagged = np.lib.stride_tricks.sliding_window_view(padded, n)
+        out[1:] = harmonic_mean_of_last(lagged, n)
     return out

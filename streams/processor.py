@@ -23,7 +23,7 @@ from .records import (
     ModelRef,
     WindowEntry,
 )
-from .windows import as_array, median_step
+from .windows import median_steps
 
 PredictorLookup = Callable[[str], BandwidthPredictor]
 
@@ -150,7 +150,9 @@ class BandwidthProcessor:
     def _predict(
         self, predictor: BandwidthPredictor, items: list[_Due], result: LinkBatchResult
     ) -> None:
-        batch = np.stack([as_array(item.window, len(MEASURES)) for item in items])
+        batch = np.array([[e.values for e in item.window] for item in items], dtype=float)
+        times = np.array([[e.ts for e in item.window] for item in items], dtype=float)
+        steps = median_steps(times)
         forecast = predictor.predict(batch)
         model = ModelRef(predictor.name, predictor.version)
         seen_mask = np.any(np.isfinite(batch), axis=1)
@@ -163,7 +165,7 @@ class BandwidthProcessor:
             lower = min(max(float(forecast.lower[i]), 0.0), point)
             upper = max(float(forecast.upper[i]), point)
             sample = item.sample
-            step = median_step(item.window)
+            step = float(steps[i])
             prediction = BandwidthPrediction(
                 link_id=sample.link_id,
                 mode=sample.mode,

@@ -54,15 +54,23 @@ def as_array(entries: Sequence[WindowEntry], width: int) -> np.ndarray:
     return out
 
 
-def median_step(entries: Sequence[WindowEntry], default: float = 1.0) -> float:
-    """Median interval between consecutive entries' event times (``default`` if unknown).
+def median_steps(times: np.ndarray, default: float = 1.0) -> np.ndarray:
+    """Per row, the median positive interval between consecutive event times.
+
+    Rows with no positive interval (one sample, or equal times) get ``default``.
 
     Examples:
-        >>> median_step([WindowEntry(str(t), t, ()) for t in (0.0, 5.0, 10.0, 20.0)])
-        5.0
+        >>> median_steps(np.array([[0.0, 5.0, 10.0, 20.0], [3.0, 3.0, 3.0, 3.0]]))
+        array([5., 1.])
     """
-    if len(entries) < 2:
-        return default
-    diffs = np.diff(np.fromiter((e.ts for e in entries), float, len(entries)))
-    positive = diffs[diffs > 0]
-    return float(np.median(positive)) if positive.size else default
+    if times.shape[1] < 2:
+        return np.full(times.shape[0], default)
+    diffs = np.diff(times, axis=1)
+    diffs[diffs <= 0] = np.nan
+    ordered = np.sort(diffs, axis=1)
+    count = np.sum(~np.isnan(diffs), axis=1)
+    lo = np.maximum((count - 1) // 2, 0)
+    hi = np.maximum(count // 2, 0)
+    low = np.take_along_axis(ordered, lo[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, hi[:, None], axis=1)[:, 0]
+    return np.where(count > 0, (low + high) / 2.0, default)
