@@ -45,7 +45,7 @@ stack-down:
 stack-status:
 	$(NOVACRON) stack status
 
-test: setup stack-up
+test: setup stack-up lint
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "The local stack is still up (make stack-down stops it)."; exit $$rc
 

@@ -29,10 +29,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.conftest import isolated_env, settings_for  # noqa: E402
-
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
 from novacron.settings import Settings  # noqa: E402
+from tests.integration.conftest import isolated_env, settings_for  # noqa: E402
 
 LINKS = 50
 WARM_UP = 10
@@ -40,8 +39,14 @@ WARM_UP = 10
 
 def samples(n: int) -> list[dict[str, object]]:
     return [
-        {"event_id": f"b-{i}", "link_id": f"link-{i % LINKS}", "ts": 1.76e9 + i // LINKS,
-         "mode": "internet", "bandwidth_mbps": 300.0 + (i * 7919) % 400, "latency_ms": 40.0 + i % 9}
+        {
+            "event_id": f"b-{i}",
+            "link_id": f"link-{i % LINKS}",
+            "ts": 1.76e9 + i // LINKS,
+            "mode": "internet",
+            "bandwidth_mbps": 300.0 + (i * 7919) % 400,
+            "latency_ms": 40.0 + i % 9,
+        }
         for i in range(n)
     ]
 
@@ -60,9 +65,12 @@ def messages(rows: list[dict[str, object]], batch: int) -> list[tuple[bytes, byt
     return out
 
 
-async def produce_all(settings: Settings, topic: str, msgs: list[tuple[bytes, bytes, int]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                                max_batch_size=1 << 20, acks=1)
+async def produce_all(
+    settings: Settings, topic: str, msgs: list[tuple[bytes, bytes, int]]
+) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=1 << 20, acks=1
+    )
     await producer.start()
     started = time.time()
     try:
@@ -75,8 +83,12 @@ async def produce_all(settings: Settings, topic: str, msgs: list[tuple[bytes, by
 
 
 async def count_until(settings: Settings, topic: str, expected: int, timeout_s: float) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", fetch_max_bytes=1 << 24)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=1 << 24,
+    )
     await consumer.start()
     seen = 0
     last = time.time()
@@ -110,8 +122,12 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
     await admin.start()
     await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in (source, sink)])
     await admin.close()
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=f"bare-{tag}")
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=f"bare-{tag}",
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=2, acks=-1)
     await consumer.start()
     await producer.start()
@@ -122,7 +138,11 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
             for records in (await consumer.getmany(timeout_ms=100, max_records=500)).values():
                 for record in records:
                     value = orjson.loads(record.value)
-                    out = {"link_id": value["link_id"], "ts": value["ts"], "pred": value["bandwidth_mbps"]}
+                    out = {
+                        "link_id": value["link_id"],
+                        "ts": value["ts"],
+                        "pred": value["bandwidth_mbps"],
+                    }
                     await producer.send(sink, orjson.dumps(out), key=record.key)
                     done += 1
             await consumer.commit()
@@ -139,7 +159,11 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
 
 
 def run_worker_cases(n_single: int, n_batch: int, repeat: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"worker-single": [], "worker-batch100": [], "bare-aiokafka": []}
+    results: dict[str, list[float]] = {
+        "worker-single": [],
+        "worker-batch100": [],
+        "bare-aiokafka": [],
+    }
     for r in range(repeat):
         for case, n, batch in (("worker-single", n_single, 1), ("worker-batch100", n_batch, 100)):
             env = isolated_env(f"bench-{case}-{r}")
@@ -162,7 +186,9 @@ def run_worker_cases(n_single: int, n_batch: int, repeat: int) -> dict[str, list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=20_000, help="samples per single-message run")
+    parser.add_argument(
+        "--samples", type=int, default=20_000, help="samples per single-message run"
+    )
     parser.add_argument("--batch-samples", type=int, default=100_000, help="samples per batch run")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, default=Path("bench/results/worker_throughput.json"))

@@ -87,8 +87,12 @@ class HarmonicMeanPredictor:
     version = "1"
 
     def __init__(
-        self, mode: str = "datacenter", n: int = 5, window_steps: int = 10,
-        horizon_steps: int = 1, interval_level: float = 0.8,
+        self,
+        mode: str = "datacenter",
+        n: int = 5,
+        window_steps: int = 10,
+        horizon_steps: int = 1,
+        interval_level: float = 0.8,
     ) -> None:
         self.mode = mode
         self.n = n

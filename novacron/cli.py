@@ -89,7 +89,9 @@ def produce(
     rate: Annotated[float, typer.Option(help="Samples per second, all entities together.")] = 200.0,
     links: Annotated[int, typer.Option(help="Number of links.")] = 8,
     hosts: Annotated[int, typer.Option(help="Number of hosts.")] = 0,
-    duration: Annotated[float | None, typer.Option(help="Seconds to run (default: forever).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to run (default: forever).")
+    ] = None,
     count: Annotated[int | None, typer.Option(help="Stop after this many samples.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     batch_size: Annotated[int, typer.Option(help="Samples per message (1 = single).")] = 1,
@@ -102,11 +104,19 @@ def produce(
     """Write synthetic link (and host) telemetry to Kafka."""
     from tqdm import tqdm
 
-    from .produce import ProduceOptions, produce as run_produce
+    from .produce import ProduceOptions
+    from .produce import produce as run_produce
 
     options = ProduceOptions(
-        rate=rate, links=links, hosts=hosts, duration_s=duration, count=count, seed=seed,
-        batch_size=batch_size, mode=mode, bad_fraction=bad_fraction,
+        rate=rate,
+        links=links,
+        hosts=hosts,
+        duration_s=duration,
+        count=count,
+        seed=seed,
+        batch_size=batch_size,
+        mode=mode,
+        bad_fraction=bad_fraction,
         time_mode="simulated" if simulated_time else "live",
     )
     with tqdm(total=count, unit="sample", disable=not sys.stderr.isatty()) as bar:
@@ -125,18 +135,26 @@ def tail(
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record.")] = False,
     limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
     key: Annotated[str | None, typer.Option(help="Only records with this key.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop after this many idle seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many idle seconds.")
+    ] = None,
 ) -> None:
     """Print records of an output topic, one readable line each."""
-    from .tail import format_record, tail as run_tail
+    from .tail import format_record
+    from .tail import tail as run_tail
 
     def show(record: Any) -> None:
         out.print(format_record(record.topic, record.key, record.value), highlight=False)
 
     asyncio.run(
         run_tail(
-            _settings(ctx), topic, from_beginning=from_beginning, limit=limit, key=key,
-            timeout_s=timeout, on_record=show,
+            _settings(ctx),
+            topic,
+            from_beginning=from_beginning,
+            limit=limit,
+            key=key,
+            timeout_s=timeout,
+            on_record=show,
         )
     )
 
@@ -157,7 +175,9 @@ def replay(
     from .replaying import run_replay
 
     renames = dict(item.split("=", 1) for item in rename or [])
-    report = run_replay(_settings(ctx), input, output, kind=kind, key=key, mode=mode, rename=renames)
+    report = run_replay(
+        _settings(ctx), input, output, kind=kind, key=key, mode=mode, rename=renames
+    )
     out.print(report)
 
 

@@ -54,11 +54,15 @@ class DemoSummary:
         table.add_row("dead letters", str(self.dead_letters))
         if self.latencies_s:
             p50, p95, p99 = np.percentile(np.array(self.latencies_s) * 1000, [50, 95, 99])
-            table.add_row("end-to-end latency p50 / p95 / p99", f"{p50:.0f} / {p95:.0f} / {p99:.0f} ms")
+            table.add_row(
+                "end-to-end latency p50 / p95 / p99", f"{p50:.0f} / {p95:.0f} / {p99:.0f} ms"
+            )
         return table
 
 
-def start_worker(settings: Settings, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``novacron worker`` as a child process logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:  # the child keeps its own descriptor
@@ -70,7 +74,9 @@ def start_worker(settings: Settings, log_path: Path, env: dict[str, str] | None 
         )
 
 
-def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0) -> None:
+def wait_healthy(
+    settings: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 90.0
+) -> None:
     """Block until the worker's /healthz says ready (or it dies / times out)."""
     url = f"http://{settings.web_host}:{settings.web_port}/healthz"
     deadline = time.monotonic() + timeout_s
@@ -92,7 +98,11 @@ async def _watch(
 ) -> None:
     t = settings.topics
     consumer = AIOKafkaConsumer(
-        t.predictions, t.dlq, t.alerts, t.scaling, t.workload,
+        t.predictions,
+        t.dlq,
+        t.alerts,
+        t.scaling,
+        t.workload,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="latest",
     )
@@ -119,7 +129,9 @@ async def _watch(
                         if value["produced_at"] < since:
                             continue
                         summary.dead_letters += 1
-                        console.print(format_record(tp.topic, key, value), style="yellow", highlight=False)
+                        console.print(
+                            format_record(tp.topic, key, value), style="yellow", highlight=False
+                        )
                     else:
                         summary.other_outputs += 1
                         console.print(format_record(tp.topic, key, value), highlight=False)
@@ -127,7 +139,9 @@ async def _watch(
         await consumer.stop()
 
 
-async def _run(settings: Settings, duration_s: float | None, rate: float, links: int, console: Console) -> DemoSummary:
+async def _run(
+    settings: Settings, duration_s: float | None, rate: float, links: int, console: Console
+) -> DemoSummary:
     summary = DemoSummary()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,8 +151,14 @@ async def _run(settings: Settings, duration_s: float | None, rate: float, links:
     watcher = asyncio.create_task(_watch(settings, summary, console, stop, time.time()))
     await asyncio.sleep(1.0)  # let the watcher join at the log end before producing
     options = ProduceOptions(
-        rate=rate, links=links, hosts=2, duration_s=duration_s, mode="mixed",
-        bad_fraction=0.01, event_id_prefix="demo", time_mode="live",
+        rate=rate,
+        links=links,
+        hosts=2,
+        duration_s=duration_s,
+        mode="mixed",
+        bad_fraction=0.01,
+        event_id_prefix="demo",
+        time_mode="live",
     )
     summary.produced = await produce(settings, options, stop=stop)
     if not stop.is_set():

@@ -19,7 +19,9 @@ from streams.store import InMemoryWindowStore
 from .settings import Settings
 
 
-def build_replay_pipeline(settings: Settings, source: ModelSource | None = None) -> TelemetryPipeline:
+def build_replay_pipeline(
+    settings: Settings, source: ModelSource | None = None
+) -> TelemetryPipeline:
     """The worker's pipeline with an in-memory window store and the same models."""
     models = ModelHolder(source or baseline_models)
     processor = BandwidthProcessor(models.predictor_for, settings.window_size)
@@ -46,9 +48,10 @@ def run_replay(
     pipeline = build_replay_pipeline(settings, source)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     size = input_path.stat().st_size if input_path.is_file() else None
-    with output_path.open("wb") as handle, tqdm(
-        unit="row", disable=not show_progress or (size or 0) < 1_000_000, leave=False
-    ) as bar:
+    with (
+        output_path.open("wb") as handle,
+        tqdm(unit="row", disable=not show_progress or (size or 0) < 1_000_000, leave=False) as bar,
+    ):
 
         def write(line: dict[str, Any]) -> None:
             handle.write(orjson.dumps(line))

@@ -29,6 +29,12 @@ MAX_BATCH = 10_000
 
 _NON_FINITE = (b"NaN", b"Infinity", b"-Infinity")
 
+# Dead-letter error kinds (the ``error_kind`` enum of telemetry.dlq.v1).
+MALFORMED_JSON = "malformed_json"
+SCHEMA_VIOLATION = "schema_violation"
+UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+INVALID_VALUE = "invalid_value"
+
 
 @cache
 def _fast_sample_validator(schema_name: str) -> Callable[[Any], Any]:
@@ -67,7 +73,7 @@ def _explain(schema_name: str, sample: Any) -> str:
 def _parse(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         msg = f"message of {len(raw)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes"
-        raise DecodeError("invalid_value", msg)
+        raise DecodeError(INVALID_VALUE, msg)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -76,19 +82,21 @@ def _parse(raw: bytes) -> dict[str, Any]:
                 "a number is NaN or Infinity, which JSON does not allow; "
                 "leave an unmeasured field out instead"
             )
-            raise DecodeError("invalid_value", msg) from exc
+            raise DecodeError(INVALID_VALUE, msg) from exc
         msg = f"value is not valid JSON ({exc}); send one UTF-8 JSON object per message"
-        raise DecodeError("malformed_json", msg) from exc
+        raise DecodeError(MALFORMED_JSON, msg) from exc
     if not isinstance(obj, dict):
-        msg = f"expected a JSON object (one sample or {{'samples': [...]}}), got {type(obj).__name__}"
-        raise DecodeError("schema_violation", msg)
+        msg = (
+            f"expected a JSON object (one sample or {{'samples': [...]}}), got {type(obj).__name__}"
+        )
+        raise DecodeError(SCHEMA_VIOLATION, msg)
     version = obj.get("schema_version", SUPPORTED_SCHEMA_VERSION)
     if version != SUPPORTED_SCHEMA_VERSION or isinstance(version, bool):
         msg = (
             f"schema_version {version!r} is not supported; this worker reads version "
             f"{SUPPORTED_SCHEMA_VERSION}. Send it to the topic of its version or upgrade the worker"
         )
-        raise DecodeError("unknown_schema_version", msg)
+        raise DecodeError(UNKNOWN_SCHEMA_VERSION, msg)
     return obj
 
 
@@ -99,14 +107,14 @@ def _samples_of(obj: dict[str, Any]) -> tuple[list[Any], bool]:
     extra = sorted(set(obj) - {"samples", "schema_version"})
     if extra:
         msg = f"a batch message may hold only 'samples' and 'schema_version'; got also {extra}"
-        raise DecodeError("schema_violation", msg)
+        raise DecodeError(SCHEMA_VIOLATION, msg)
     samples = obj["samples"]
     if not isinstance(samples, list) or not samples:
         msg = f"'samples' must be a non-empty array, got {type(samples).__name__}"
-        raise DecodeError("schema_violation", msg)
+        raise DecodeError(SCHEMA_VIOLATION, msg)
     if len(samples) > MAX_BATCH:
         msg = f"'samples' holds {len(samples)} samples; at most {MAX_BATCH} per message"
-        raise DecodeError("schema_violation", msg)
+        raise DecodeError(SCHEMA_VIOLATION, msg)
     return samples, True
 
 
@@ -131,11 +139,13 @@ def _decode(
             reason = _explain(schema_name, sample)
             if is_batch:
                 reason = f"samples[{index}]: {reason}"
-            dead.append(DeadLetter("schema_violation", reason, source, raw, where))
+            dead.append(DeadLetter(SCHEMA_VIOLATION, reason, source, raw, where))
             continue
         if sample.get("schema_version", SUPPORTED_SCHEMA_VERSION) != SUPPORTED_SCHEMA_VERSION:
-            reason = f"samples[{index}]: schema_version {sample['schema_version']!r} is not supported"
-            dead.append(DeadLetter("unknown_schema_version", reason, source, raw, where))
+            reason = (
+                f"samples[{index}]: schema_version {sample['schema_version']!r} is not supported"
+            )
+            dead.append(DeadLetter(UNKNOWN_SCHEMA_VERSION, reason, source, raw, where))
             continue
         event_id = sample.get("event_id") or source.event_id(where)
         accepted.append(build(sample, event_id))

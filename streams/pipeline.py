@@ -136,4 +136,6 @@ class TelemetryPipeline:
     def _dead(self, outcome: BatchOutcome, now: float) -> None:
         for dead in outcome.dead_letters:
             key = dead.source.key or ""
-            outcome.outputs.append(OutputRecord(self.topics.dlq, key, dead_letter_record(dead, now)))
+            outcome.outputs.append(
+                OutputRecord(self.topics.dlq, key, dead_letter_record(dead, now))
+            )

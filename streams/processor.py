@@ -181,7 +181,9 @@ class BandwidthProcessor:
                 model=model,
                 window_from_ts=item.window[0].ts,
                 window_samples=len(item.window),
-                features_seen=tuple(m for m, seen in zip(MEASURES, seen_mask[i], strict=True) if seen),
+                features_seen=tuple(
+                    m for m, seen in zip(MEASURES, seen_mask[i], strict=True) if seen
+                ),
             )
             result.predictions.append(prediction)
             item.score.update(

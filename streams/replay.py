@@ -112,7 +112,9 @@ def _jsonl_messages(lines: Iterator[str], stem: str) -> Iterator[tuple[str, byte
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             obj = {}
-        sample = obj["samples"][0] if isinstance(obj.get("samples"), list) and obj["samples"] else obj
+        sample = (
+            obj["samples"][0] if isinstance(obj.get("samples"), list) and obj["samples"] else obj
+        )
         topic = HOST_TOPIC if isinstance(sample, dict) and "host_id" in sample else LINK_TOPIC
         key = sample.get("link_id") or sample.get("host_id") if isinstance(sample, dict) else None
         yield topic, raw, SourceRef(topic, key=key, file=stem, row=row)
@@ -132,10 +134,15 @@ def _table_messages(
     time_index = next((lowered.index(c) for c in _TIME_COLUMNS if c in lowered), 0)
     kind = options.kind or ("link" if header is None or set(names) & set(MEASURES) else "host")
     if kind not in ("link", "host"):
-        msg = f"The 'kind' option of replay must be one of {{'link', 'host'}}. Got {kind!r} instead."
+        msg = (
+            f"The 'kind' option of replay must be one of {{'link', 'host'}}. Got {kind!r} instead."
+        )
         raise InputFileError(msg)
     if options.mode not in MODES:
-        msg = f"The 'mode' option of replay must be one of {set(MODES)}. Got {options.mode!r} instead."
+        msg = (
+            f"The 'mode' option of replay must be one of {set(MODES)}. "
+            f"Got {options.mode!r} instead."
+        )
         raise InputFileError(msg)
     topic = LINK_TOPIC if kind == "link" else HOST_TOPIC
     key_column = "link_id" if kind == "link" else "host_id"
@@ -238,7 +245,9 @@ async def replay(
     return report
 
 
-def _record(outcome: BatchOutcome, write: Callable[[dict[str, Any]], None], report: ReplayReport) -> None:
+def _record(
+    outcome: BatchOutcome, write: Callable[[dict[str, Any]], None], report: ReplayReport
+) -> None:
     report.accepted += outcome.accepted
     report.predictions += outcome.predictions
     report.dead_letters += len(outcome.dead_letters)
@@ -248,5 +257,3 @@ def _record(outcome: BatchOutcome, write: Callable[[dict[str, Any]], None], repo
     for score in outcome.scores:
         write({"topic": SCORES_TOPIC, "key": score["key"], "value": score})
         report.scores += 1
-
-

@@ -23,7 +23,9 @@ def encode_entry(entry: WindowEntry) -> bytes:
         b'["e1",1.5,2.0,null]'
     """
     if entry.names is not None:
-        return orjson.dumps([entry.event_id, entry.ts, dict(zip(entry.names, entry.values, strict=True))])
+        return orjson.dumps(
+            [entry.event_id, entry.ts, dict(zip(entry.names, entry.values, strict=True))]
+        )
     values = [None if math.isnan(v) else v for v in entry.values]
     return orjson.dumps([entry.event_id, entry.ts, *values])
 
@@ -40,9 +42,7 @@ def decode_entry(raw: bytes | str) -> WindowEntry:
     event_id, ts, *values = orjson.loads(raw)
     if values and isinstance(values[0], dict):
         metrics: dict[str, float] = values[0]
-        return WindowEntry(
-            str(event_id), float(ts), tuple(metrics.values()), names=tuple(metrics)
-        )
+        return WindowEntry(str(event_id), float(ts), tuple(metrics.values()), names=tuple(metrics))
     return WindowEntry(
         str(event_id), float(ts), tuple(math.nan if v is None else float(v) for v in values)
     )

@@ -25,13 +25,22 @@ def test_schema_is_valid_draft_2020_12(name: str) -> None:
 
 def _messages() -> list[RawMessage]:
     good = [
-        orjson.dumps({"link_id": f"l{i % 3}", "ts": 1.7e9 + i, "mode": "internet" if i % 2 else "datacenter",
-                      "bandwidth_mbps": 100.0 + i, "latency_ms": 5.0})
+        orjson.dumps(
+            {
+                "link_id": f"l{i % 3}",
+                "ts": 1.7e9 + i,
+                "mode": "internet" if i % 2 else "datacenter",
+                "bandwidth_mbps": 100.0 + i,
+                "latency_ms": 5.0,
+            }
+        )
         for i in range(40)
     ]
     bad = [b"{", b'{"link_id": "x"}', b'{"schema_version": 3}', b"\xff"]
     raws = good[:20] + bad + good[20:]
-    return [RawMessage(r, SourceRef("telemetry.link.v1", 0, i, key="k")) for i, r in enumerate(raws)]
+    return [
+        RawMessage(r, SourceRef("telemetry.link.v1", 0, i, key="k")) for i, r in enumerate(raws)
+    ]
 
 
 def test_every_pipeline_output_validates() -> None:
@@ -60,4 +69,6 @@ def test_asyncapi_document_is_current(tmp_path: Path) -> None:
     from novacron.asyncapi import build_asyncapi
 
     committed = Path(schemas.__file__).with_name("asyncapi.yaml").read_text(encoding="utf-8")
-    assert build_asyncapi() == committed, "schemas/asyncapi.yaml is stale: run `novacron schemas asyncapi`"
+    assert build_asyncapi() == committed, (
+        "schemas/asyncapi.yaml is stale: run `novacron schemas asyncapi`"
+    )

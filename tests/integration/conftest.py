@@ -45,7 +45,16 @@ def isolated_env(tag: str) -> dict[str, str]:
         "NOVACRON_WEB_PORT": str(free_port()),
         "NOVACRON_BATCH_WITHIN_S": "0.02",
     }
-    for field in ("link", "host", "predictions", "alerts", "workload", "scaling", "dlq", "model_events"):
+    for field in (
+        "link",
+        "host",
+        "predictions",
+        "alerts",
+        "workload",
+        "scaling",
+        "dlq",
+        "model_events",
+    ):
         env[f"NOVACRON_TOPICS__{field.upper()}"] = f"test.{suffix}.{field}"
     return env
 
@@ -64,7 +73,9 @@ def settings_for(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def worker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerHandle]:
+def worker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerHandle]:
     env = isolated_env(request.module.__name__.rsplit(".", 1)[-1].replace("_", "-"))
     settings = settings_for(env)
     log = tmp_path_factory.mktemp("worker") / "worker.log"
@@ -84,7 +95,9 @@ def worker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 async def send(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
+    )
     await producer.start()
     try:
         for key, value in messages:
@@ -95,10 +108,17 @@ async def send(settings: Settings, topic: str, messages: list[tuple[bytes, bytes
 
 
 async def collect(
-    settings: Settings, topics: list[str], *, until: Any, timeout_s: float = 60.0, settle_s: float = 2.0
+    settings: Settings,
+    topics: list[str],
+    *,
+    until: Any,
+    timeout_s: float = 60.0,
+    settle_s: float = 2.0,
 ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Read topics from the start until ``until(records)`` holds, then ``settle_s`` more."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
     await consumer.start()
     records: dict[str, list[tuple[str, dict[str, Any]]]] = {t: [] for t in topics}
     deadline = time.monotonic() + timeout_s
@@ -108,7 +128,9 @@ async def collect(
             batches = await consumer.getmany(timeout_ms=300)
             for tp, messages in batches.items():
                 for m in messages:
-                    records[tp.topic].append((m.key.decode() if m.key else "", orjson.loads(m.value)))
+                    records[tp.topic].append(
+                        (m.key.decode() if m.key else "", orjson.loads(m.value))
+                    )
             if settle_deadline is None and until(records):
                 settle_deadline = time.monotonic() + settle_s
             if settle_deadline is not None and time.monotonic() >= settle_deadline:

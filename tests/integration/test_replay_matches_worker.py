@@ -21,16 +21,23 @@ ROWS_PER_LINK = 500
 
 
 def write_csv(path: Path) -> None:
-    series = {n: synthesize_link_series("internet" if n % 2 else "datacenter", ROWS_PER_LINK, seed=n)
-              for n in range(LINKS)}
-    lines = ["timestamp,link_id,mode,bandwidth_mbps,latency_ms,packet_loss_pct,jitter_ms,throughput_mbps"]
+    series = {
+        n: synthesize_link_series("internet" if n % 2 else "datacenter", ROWS_PER_LINK, seed=n)
+        for n in range(LINKS)
+    }
+    lines = [
+        "timestamp,link_id,mode,bandwidth_mbps,latency_ms,packet_loss_pct,jitter_ms,throughput_mbps"
+    ]
     for i in range(ROWS_PER_LINK):
         for n in range(LINKS):
             row = series[n][i]
             cells = [f"{v:.3f}" for v in row]
             if i % 50 == 7:
                 cells[0] = ""  # a probe that missed the bandwidth measure: throughput stands in
-            lines.append(f"{1.76e9 + i:.1f},link-{n:02d},{'internet' if n % 2 else 'datacenter'}," + ",".join(cells))
+            lines.append(
+                f"{1.76e9 + i:.1f},link-{n:02d},{'internet' if n % 2 else 'datacenter'},"
+                + ",".join(cells)
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -48,8 +55,11 @@ def test_replay_of_10000_rows_equals_the_worker(worker: WorkerHandle, tmp_path: 
     scores = [line for line in lines if line["topic"] == "scores.v1"]
     assert len(scores) == 10_000
     assert len({s["value"]["event_id"] for s in scores}) == 10_000
-    replayed = {line["value"]["prediction_id"]: strip(line["value"])
-                for line in lines if line["topic"] == worker.settings.topics.predictions}
+    replayed = {
+        line["value"]["prediction_id"]: strip(line["value"])
+        for line in lines
+        if line["topic"] == worker.settings.topics.predictions
+    }
     assert len(replayed) == LINKS * (ROWS_PER_LINK - 9)
 
     # The same rows as Kafka messages, with the event ids replay derives from file and row.
@@ -60,8 +70,15 @@ def test_replay_of_10000_rows_equals_the_worker(worker: WorkerHandle, tmp_path: 
         messages.append((value["link_id"].encode(), orjson.dumps(value)))
     topic = worker.settings.topics.predictions
     run(send(worker.settings, worker.settings.topics.link, messages))
-    out = run(collect(worker.settings, [topic], until=lambda r: len(r[topic]) >= len(replayed),
-                      timeout_s=120, settle_s=2.0))
+    out = run(
+        collect(
+            worker.settings,
+            [topic],
+            until=lambda r: len(r[topic]) >= len(replayed),
+            timeout_s=120,
+            settle_s=2.0,
+        )
+    )
     streamed = {value["prediction_id"]: strip(value) for _, value in out[topic]}
     assert len(out[topic]) == len(streamed), "the worker sent a prediction twice"
     assert streamed.keys() == replayed.keys()

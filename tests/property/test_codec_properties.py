@@ -26,8 +26,26 @@ MEASURE = st.one_of(
     st.text(max_size=3),
 )
 SAMPLE = st.fixed_dictionaries(
-    {"link_id": st.one_of(st.text(min_size=0, max_size=5), st.integers(-(2**63), 2**63 - 1)), "ts": st.one_of(st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=5e9), st.text(max_size=2)), "mode": st.sampled_from(["datacenter", "internet", "dc"])},
-    optional={m: MEASURE for m in ("bandwidth_mbps", "latency_ms", "packet_loss_pct", "jitter_ms", "throughput_mbps", "event_id", "extra")},
+    {
+        "link_id": st.one_of(st.text(min_size=0, max_size=5), st.integers(-(2**63), 2**63 - 1)),
+        "ts": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=5e9),
+            st.text(max_size=2),
+        ),
+        "mode": st.sampled_from(["datacenter", "internet", "dc"]),
+    },
+    optional={
+        m: MEASURE
+        for m in (
+            "bandwidth_mbps",
+            "latency_ms",
+            "packet_loss_pct",
+            "jitter_ms",
+            "throughput_mbps",
+            "event_id",
+            "extra",
+        )
+    },
 )
 
 
@@ -54,7 +72,11 @@ def test_decoding_arbitrary_bytes_never_raises(raw: bytes) -> None:
     assert all(d.original == raw for d in dead)
 
 
-VALUES = st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64), st.just(math.nan)), min_size=5, max_size=5)
+VALUES = st.lists(
+    st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64), st.just(math.nan)),
+    min_size=5,
+    max_size=5,
+)
 
 
 @given(st.text(min_size=1, max_size=20), st.floats(min_value=1e9, max_value=3e9), VALUES)
@@ -62,7 +84,10 @@ def test_window_entry_round_trips(event_id: str, ts: float, values: list[float])
     entry = WindowEntry(event_id, ts, tuple(values))
     back = decode_entry(encode_entry(entry))
     assert back.event_id == entry.event_id and back.ts == entry.ts
-    assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(back.values, entry.values, strict=True))
+    assert all(
+        (math.isnan(a) and math.isnan(b)) or a == b
+        for a, b in zip(back.values, entry.values, strict=True)
+    )
 
 
 @given(st.lists(st.integers(0, 1000), max_size=80), st.integers(1, 20))
@@ -79,8 +104,13 @@ def test_capped_window_keeps_the_newest(values: list[int], capacity: int) -> Non
     st.integers(1, 7),
 )
 @settings(deadline=None)
-def test_processor_batched_in_chunks_equals_whole(stream: list[tuple[str, float]], chunk: int) -> None:
-    samples = [LinkSample(f"e{i}", link, 1.7e9 + i, "internet", bandwidth_mbps=bw) for i, (link, bw) in enumerate(stream)]
+def test_processor_batched_in_chunks_equals_whole(
+    stream: list[tuple[str, float]], chunk: int
+) -> None:
+    samples = [
+        LinkSample(f"e{i}", link, 1.7e9 + i, "internet", bandwidth_mbps=bw)
+        for i, (link, bw) in enumerate(stream)
+    ]
     proc = BandwidthProcessor(lambda m: HarmonicMeanPredictor(m, window_steps=3), window_size=8)
     whole = proc.process(samples, {})
     windows: dict[str, list[WindowEntry]] = {}

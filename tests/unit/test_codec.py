@@ -14,7 +14,12 @@ SRC = SourceRef("telemetry.link.v1", partition=1, offset=10, key="l1")
 
 
 def link(**fields: object) -> dict[str, object]:
-    base: dict[str, object] = {"link_id": "l1", "ts": 1.7e9, "mode": "internet", "bandwidth_mbps": 500.0}
+    base: dict[str, object] = {
+        "link_id": "l1",
+        "ts": 1.7e9,
+        "mode": "internet",
+        "bandwidth_mbps": 500.0,
+    }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -28,10 +33,18 @@ def link(**fields: object) -> dict[str, object]:
         (b"[1, 2]", "schema_violation", "got list"),
         (orjson.dumps(link(schema_version=2)), "unknown_schema_version", "schema_version 2"),
         (orjson.dumps(link(mode="dc")), "schema_violation", "mode: 'dc' is not one of"),
-        (orjson.dumps(link(ts="yesterday")), "schema_violation", "ts: 'yesterday' is not of type 'number'"),
+        (
+            orjson.dumps(link(ts="yesterday")),
+            "schema_violation",
+            "ts: 'yesterday' is not of type 'number'",
+        ),
         (orjson.dumps(link(ts=12.0)), "schema_violation", "ts: 12.0 is less than the minimum"),
         (orjson.dumps(link(link_id=None)), "schema_violation", "'link_id' is a required property"),
-        (orjson.dumps(link(latency_ms=-5)), "schema_violation", "latency_ms: -5 is less than the minimum of 0"),
+        (
+            orjson.dumps(link(latency_ms=-5)),
+            "schema_violation",
+            "latency_ms: -5 is less than the minimum of 0",
+        ),
         (orjson.dumps(link(bandwidth_mbps=1e9)), "schema_violation", "greater than the maximum"),
         (orjson.dumps(link(packet_loss_pct=150)), "schema_violation", "packet_loss_pct"),
         (orjson.dumps(link(bandwidth_mbps=True)), "schema_violation", "not of type 'number'"),
@@ -41,7 +54,9 @@ def link(**fields: object) -> dict[str, object]:
         (orjson.dumps({"samples": [link()], "extra": 1}), "schema_violation", "only 'samples'"),
     ],
 )
-def test_bad_link_messages_become_dead_letters_with_reason(raw: bytes, kind: str, reason_part: str) -> None:
+def test_bad_link_messages_become_dead_letters_with_reason(
+    raw: bytes, kind: str, reason_part: str
+) -> None:
     ok, dead = decode_link(raw, SRC)
     assert ok == []
     assert len(dead) == 1
@@ -82,7 +97,9 @@ def test_batch_keeps_good_samples_and_dead_letters_the_bad_one() -> None:
 
 
 def test_host_sample_decodes_open_metric_map() -> None:
-    raw = orjson.dumps({"host_id": "h1", "ts": 1.7e9, "metrics": {"cpu_pct": 51, "requests_per_s": 3.5}})
+    raw = orjson.dumps(
+        {"host_id": "h1", "ts": 1.7e9, "metrics": {"cpu_pct": 51, "requests_per_s": 3.5}}
+    )
     ok, dead = decode_host(raw, SourceRef("telemetry.host.v1", 0, 3))
     assert dead == []
     assert ok[0].metrics == {"cpu_pct": 51.0, "requests_per_s": 3.5}
@@ -106,5 +123,10 @@ def test_dead_letter_record_carries_original_bytes() -> None:
     assert base64.b64decode(record["original_bytes_b64"]) == raw
     assert record["original_text"] is None
     assert record["source"] == {
-        "topic": "telemetry.link.v1", "partition": 1, "offset": 10, "key": "l1", "file": None, "row": None,
+        "topic": "telemetry.link.v1",
+        "partition": 1,
+        "offset": 10,
+        "key": "l1",
+        "file": None,
+        "row": None,
     }

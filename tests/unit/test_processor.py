@@ -29,7 +29,12 @@ def test_one_prediction_per_sample_after_warm_up() -> None:
 
 
 def test_existing_window_counts_toward_warm_up() -> None:
-    history = {"a": [WindowEntry(f"old-{i}", 1.6e9 + i, (100.0, np.nan, np.nan, np.nan, np.nan)) for i in range(9)]}
+    history = {
+        "a": [
+            WindowEntry(f"old-{i}", 1.6e9 + i, (100.0, np.nan, np.nan, np.nan, np.nan))
+            for i in range(9)
+        ]
+    }
     result = processor().process(samples("a", 1), history)
     assert [p.event_id for p in result.predictions] == ["a-0"]
     assert result.predictions[0].window_samples == 10
@@ -43,11 +48,17 @@ def test_redelivered_event_is_not_appended_and_predicts_the_same() -> None:
     again = proc.process(samples("a", 2, start=3), window)
     assert again.duplicates == 2
     assert again.appends == {}
-    assert [p.to_record(0.0) for p in again.predictions] == [p.to_record(0.0) for p in first.predictions[-2:]]
+    assert [p.to_record(0.0) for p in again.predictions] == [
+        p.to_record(0.0) for p in first.predictions[-2:]
+    ]
 
 
 def test_batched_equals_event_by_event() -> None:
-    stream = [s for pair in zip(samples("a", 30), samples("b", 30, mode="datacenter"), strict=True) for s in pair]
+    stream = [
+        s
+        for pair in zip(samples("a", 30), samples("b", 30, mode="datacenter"), strict=True)
+        for s in pair
+    ]
     proc = processor()
     whole = proc.process(stream, {})
     windows: dict[str, list[WindowEntry]] = {}
@@ -75,14 +86,19 @@ def test_mixed_modes_keep_input_order() -> None:
 
 
 def test_no_bandwidth_history_means_no_prediction() -> None:
-    latency_only = [LinkSample(f"e{i}", "a", 1.7e9 + i, "internet", latency_ms=5.0) for i in range(12)]
+    latency_only = [
+        LinkSample(f"e{i}", "a", 1.7e9 + i, "internet", latency_ms=5.0) for i in range(12)
+    ]
     result = processor().process(latency_only, {})
     assert result.predictions == []
     assert result.no_history == 3
 
 
 def test_prediction_interval_contains_point_and_target_ts_uses_step() -> None:
-    stream = [LinkSample(f"e{i}", "a", 1.7e9 + 5 * i, "internet", throughput_mbps=50.0 + i % 3) for i in range(12)]
+    stream = [
+        LinkSample(f"e{i}", "a", 1.7e9 + 5 * i, "internet", throughput_mbps=50.0 + i % 3)
+        for i in range(12)
+    ]
     p = processor().process(stream, {}).predictions[-1]
     assert p.lower_mbps <= p.predicted_bandwidth_mbps <= p.upper_mbps
     assert p.target_ts == pytest.approx(p.ts + 5.0)
