@@ -44,6 +44,8 @@ def isolated_env(tag: str) -> dict[str, str]:
         "NOVACRON_APP_ID": f"novacron-test-{suffix}",
         "NOVACRON_WEB_PORT": str(free_port()),
         "NOVACRON_BATCH_WITHIN_S": "0.02",
+        # Windows are keyed by link id; a run must not find an earlier run's windows.
+        "NOVACRON_REDIS_KEY_PREFIX": f"novacron-test:{suffix}",
     }
     for field in (
         "link",
