@@ -124,7 +124,9 @@ async def _watch(
                         # One line per link every 2 s keeps the screen readable.
                         if now - last_shown.get(key, 0.0) >= 2.0:
                             last_shown[key] = now
-                            console.print(format_record(tp.topic, key, value), highlight=False)
+                            console.print(
+                                format_record(tp.topic, key, value), highlight=False, soft_wrap=True
+                            )
                     elif tp.topic == t.dlq:
                         if value["produced_at"] < since:
                             continue
@@ -134,7 +136,9 @@ async def _watch(
                         )
                     else:
                         summary.other_outputs += 1
-                        console.print(format_record(tp.topic, key, value), highlight=False)
+                        console.print(
+                            format_record(tp.topic, key, value), highlight=False, soft_wrap=True
+                        )
     finally:
         await consumer.stop()
 

@@ -92,7 +92,8 @@ class TelemetryPipeline:
         now = self.clock()
         if samples:
             keys = list(dict.fromkeys(s.link_id for s in samples))
-            windows = await self.store.load(LINK_NAMESPACE, keys)
+            depth = self.processor.history_depth([s.mode for s in samples])
+            windows = await self.store.load(LINK_NAMESPACE, keys, depth)
             result = self.processor.process(samples, windows)
             await self.store.append(LINK_NAMESPACE, result.appends)
             outcome.scores = result.scores

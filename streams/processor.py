@@ -89,6 +89,15 @@ class BandwidthProcessor:
         self.predictor_for = predictor_for
         self.window_size = window_size
 
+    def history_depth(self, modes: Sequence[str]) -> int:
+        """Window entries a batch of these modes needs: the longest model history.
+
+        Only these are loaded from the store; a redelivered event is recognised while it
+        is among them (a redelivery replays the last uncommitted batch, well within).
+        """
+        steps = [self.predictor_for(mode).window_steps for mode in set(modes)]
+        return min(max(steps, default=1), self.window_size)
+
     def process(
         self, samples: Sequence[LinkSample], windows: Mapping[str, Sequence[WindowEntry]]
     ) -> LinkBatchResult:

@@ -51,8 +51,10 @@ def decode_entry(raw: bytes | str) -> WindowEntry:
 class WindowStore(Protocol):
     """Per-key rolling windows. Calls are per batch of keys, never per event."""
 
-    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
-        """The current window of each key (an empty list for an unknown key)."""
+    async def load(
+        self, namespace: str, keys: Sequence[str], last: int | None = None
+    ) -> dict[str, list[WindowEntry]]:
+        """The newest ``last`` entries (default: all) of each key's window, oldest first."""
         ...
 
     async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
@@ -71,8 +73,14 @@ class InMemoryWindowStore:
         self.capacity = capacity
         self._data: dict[str, list[bytes]] = {}
 
-    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
-        return {k: [decode_entry(r) for r in self._data.get(f"{namespace}:{k}", [])] for k in keys}
+    async def load(
+        self, namespace: str, keys: Sequence[str], last: int | None = None
+    ) -> dict[str, list[WindowEntry]]:
+        start = -min(last or self.capacity, self.capacity)
+        return {
+            k: [decode_entry(r) for r in self._data.get(f"{namespace}:{k}", [])[start:]]
+            for k in keys
+        }
 
     async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
         for key, new in entries.items():
@@ -115,12 +123,15 @@ class RedisWindowStore:
     def redis_key(self, namespace: str, key: str) -> str:
         return f"{self.prefix}:{namespace}:{key}"
 
-    async def load(self, namespace: str, keys: Sequence[str]) -> dict[str, list[WindowEntry]]:
+    async def load(
+        self, namespace: str, keys: Sequence[str], last: int | None = None
+    ) -> dict[str, list[WindowEntry]]:
         if not keys:
             return {}
+        depth = min(last or self.capacity, self.capacity)
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.lrange(self.redis_key(namespace, key), -self.capacity, -1)
+                pipe.lrange(self.redis_key(namespace, key), -depth, -1)
             results = await pipe.execute()
         return {k: [decode_entry(r) for r in raw] for k, raw in zip(keys, results, strict=True)}
 
