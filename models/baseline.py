@@ -97,6 +97,7 @@ class HarmonicMeanPredictor:
         self.mode = mode
         self.n = n
         self.window_steps = window_steps
+        self.min_history = window_steps
         self.horizon_steps = horizon_steps
         self.interval_level = interval_level
 

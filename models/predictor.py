@@ -29,7 +29,8 @@ class BandwidthPredictor(Protocol):
 
     ``predict`` takes a float64 array of shape ``(batch, window_steps, 5)``, columns in
     ``streams.records.MEASURES`` order, NaN where a measure was not sent, oldest sample
-    first, and returns one forecast per window. A NaN point means the window held no
+    first (a link with fewer samples than ``window_steps`` but at least ``min_history``
+    is left-padded with NaN rows), and returns one forecast per window. A NaN point means the window held no
     usable bandwidth history; the caller publishes nothing for it.
     """
 
@@ -37,6 +38,7 @@ class BandwidthPredictor(Protocol):
     version: str
     mode: str
     window_steps: int
+    min_history: int
     horizon_steps: int
 
     def predict(self, windows: np.ndarray) -> IntervalForecast: ...

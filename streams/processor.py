@@ -125,7 +125,7 @@ class BandwidthProcessor:
                 "predicted_bandwidth_mbps": None,
             }
             result.scores.append(score)
-            if len(snapshot) < predictor.window_steps:
+            if len(snapshot) < predictor.min_history:
                 result.warming_up += 1
                 continue
             due.setdefault(sample.mode, []).append(
@@ -159,9 +159,14 @@ class BandwidthProcessor:
     def _predict(
         self, predictor: BandwidthPredictor, items: list[_Due], result: LinkBatchResult
     ) -> None:
-        batch = np.array([[e.values for e in item.window] for item in items], dtype=float)
-        times = np.array([[e.ts for e in item.window] for item in items], dtype=float)
-        steps = median_steps(times)
+        steps = predictor.window_steps
+        batch = np.full((len(items), steps, len(MEASURES)), np.nan)
+        times = np.full((len(items), steps), np.nan)
+        for row, item in enumerate(items):
+            n = len(item.window)  # shorter than steps only during a link's first samples
+            batch[row, steps - n :] = [e.values for e in item.window]
+            times[row, steps - n :] = [e.ts for e in item.window]
+        intervals = median_steps(times)
         forecast = predictor.predict(batch)
         model = ModelRef(predictor.name, predictor.version)
         seen_mask = np.any(np.isfinite(batch), axis=1)
@@ -174,7 +179,7 @@ class BandwidthProcessor:
             lower = min(max(float(forecast.lower[i]), 0.0), point)
             upper = max(float(forecast.upper[i]), point)
             sample = item.sample
-            step = float(steps[i])
+            step = float(intervals[i])
             prediction = BandwidthPrediction(
                 link_id=sample.link_id,
                 mode=sample.mode,

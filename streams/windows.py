@@ -65,8 +65,8 @@ def median_steps(times: np.ndarray, default: float = 1.0) -> np.ndarray:
     """
     if times.shape[1] < 2:
         return np.full(times.shape[0], default)
-    diffs = np.diff(times, axis=1)
-    diffs[diffs <= 0] = np.nan
+    diffs = np.diff(times, axis=1)  # NaN where a window is left-padded
+    diffs[~(diffs > 0)] = np.nan
     ordered = np.sort(diffs, axis=1)
     count = np.sum(~np.isnan(diffs), axis=1)
     lo = np.maximum((count - 1) // 2, 0)
