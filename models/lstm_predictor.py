@@ -150,7 +150,9 @@ class LstmBandwidthPredictor:
         self.interval_level = metadata.interval.level
 
     @classmethod
-    def load(cls, path: Path, *, name: str, version: str, threads: int = 0) -> LstmBandwidthPredictor:
+    def load(
+        cls, path: Path, *, name: str, version: str, threads: int = 0
+    ) -> LstmBandwidthPredictor:
         """Load and check an artifact; a wrong input spec fails here, not at serving."""
         if not path.is_file():
             msg = f"Model artifact {str(path)!r} does not exist."
@@ -167,7 +169,9 @@ class LstmBandwidthPredictor:
             raise ModelError(msg) from exc
         meta_map = session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta_map:
-            msg = f"{str(path)!r} has no {METADATA_KEY!r} metadata; export it with `novacron train`."
+            msg = (
+                f"{str(path)!r} has no {METADATA_KEY!r} metadata; export it with `novacron train`."
+            )
             raise ModelError(msg)
         metadata = ModelMetadata.from_json(meta_map[METADATA_KEY])
         inputs = session.get_inputs()
@@ -177,7 +181,10 @@ class LstmBandwidthPredictor:
         shape = inputs[0].shape
         expected = [metadata.window, len(CHANNELS)]
         if len(shape) != 3 or list(shape[1:]) != expected:
-            msg = f"The model input must have shape [batch, {expected[0]}, {expected[1]}]. Got {shape}."
+            msg = (
+                f"The model input must have shape [batch, {expected[0]}, {expected[1]}]. "
+                f"Got {shape}."
+            )
             raise ModelError(msg)
         if metadata.channels != CHANNELS:
             msg = (

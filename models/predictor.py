@@ -30,8 +30,8 @@ class BandwidthPredictor(Protocol):
     ``predict`` takes a float64 array of shape ``(batch, window_steps, 5)``, columns in
     ``streams.records.MEASURES`` order, NaN where a measure was not sent, oldest sample
     first (a link with fewer samples than ``window_steps`` but at least ``min_history``
-    is left-padded with NaN rows), and returns one forecast per window. A NaN point means the window held no
-    usable bandwidth history; the caller publishes nothing for it.
+    is left-padded with NaN rows), and returns one forecast per window. A NaN point
+    means the window held no usable bandwidth history; the caller publishes nothing.
     """
 
     name: str

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 from novacron.errors import ModelError
+from novacron.settings import Settings
 
 from .baseline import HarmonicMeanPredictor
+from .lstm_predictor import LstmBandwidthPredictor
 from .predictor import BandwidthPredictor
+from .registry import ModelRegistry
+
+MODES = ("datacenter", "internet")
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +71,45 @@ class ModelHolder:
 
 def _versions(models: Mapping[str, BandwidthPredictor]) -> dict[str, tuple[str, str]]:
     return {mode: (p.name, p.version) for mode, p in models.items()}
+
+
+SHIPPED_BUNDLE = Path(__file__).with_name("artifacts")
+"""Trained default models shipped with the package (see models/artifacts/README.md)."""
+
+
+class RegistrySource:
+    """The active LSTM of each mode from the registry; the baseline where none is active.
+
+    Loaded sessions are cached by version, so polling costs one small SQL query. A
+    version whose artifact fails its checksum raises :class:`ModelError`: at start the
+    worker refuses to run, on a later refresh it keeps serving the previous version.
+    """
+
+    def __init__(self, registry: ModelRegistry, modes: tuple[str, ...] = MODES) -> None:
+        self.registry = registry
+        self.modes = modes
+        self._cache: dict[tuple[str, str], BandwidthPredictor] = {}
+
+    def __call__(self) -> Mapping[str, BandwidthPredictor]:
+        active = self.registry.active_versions()
+        out: dict[str, BandwidthPredictor] = {}
+        for mode in self.modes:
+            name = f"bandwidth-lstm-{mode}"
+            version = active.get(name)
+            if version is None:
+                out[mode] = HarmonicMeanPredictor(mode)
+                continue
+            key = (name, version)
+            if key not in self._cache:
+                path = self.registry.verify(self.registry.get(name, version))
+                self._cache[key] = LstmBandwidthPredictor.load(path, name=name, version=version)
+            out[mode] = self._cache[key]
+        return out
+
+
+def registry_source(settings: Settings, *, import_shipped: bool = True) -> RegistrySource:
+    """The worker's model source: the registry, seeded with the shipped models once."""
+    registry = ModelRegistry.from_settings(settings)
+    if import_shipped and (SHIPPED_BUNDLE / "manifest.json").is_file():
+        registry.import_bundle(SHIPPED_BUNDLE)
+    return RegistrySource(registry)

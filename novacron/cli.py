@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from .errors import NovacronError
+from .models_cli import models_app
 from .settings import Settings
 
 app = typer.Typer(
@@ -20,8 +21,15 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The local Kafka + Redis stack.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Topic schemas.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models (needs the train extra).", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate models on real traces.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; figures go to bench/results/.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
 out = Console()
@@ -79,8 +87,10 @@ def worker(
 ) -> None:
     """Run a stream worker (Faust) until stopped; several share the partitions."""
     from agents.worker import run_worker
+    from models.serving import registry_source
 
-    run_worker(_settings(ctx), loglevel=loglevel)
+    settings = _settings(ctx)
+    run_worker(settings, loglevel=loglevel, source=registry_source(settings))
 
 
 @app.command()
@@ -205,6 +215,112 @@ def schemas_asyncapi(
     from .asyncapi import write_asyncapi
 
     write_asyncapi(output)
+    out.print(f"wrote {output}")
+
+
+@train_app.command("bandwidth")
+def train_bandwidth(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Option(help="datacenter or internet.")],
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Telemetry file or folder (repeatable).")
+    ] = None,
+    synthetic: Annotated[bool, typer.Option(help="Also train on synthetic links.")] = True,
+    synthetic_links: Annotated[int, typer.Option(help="Synthetic links.")] = 8,
+    synthetic_length: Annotated[int, typer.Option(help="Samples per synthetic link.")] = 6000,
+    epochs: Annotated[int | None, typer.Option(help="Max epochs (default: the mode's).")] = None,
+    units: Annotated[
+        str | None, typer.Option(help="LSTM units 'A,B' (default: the mode's).")
+    ] = None,
+    stride: Annotated[int, typer.Option(help="Keep every n-th training window.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    activate: Annotated[
+        str, typer.Option(help="auto (if it beats the active), always, never.")
+    ] = "auto",
+) -> None:
+    """Train the bandwidth LSTM, export it to ONNX and register it."""
+    from models.bandwidth_training import TrainRequest
+    from models.bandwidth_training import train_bandwidth as run_training
+    from models.registry import ModelRegistry
+
+    from .reports import print_train_report
+
+    if activate not in ("auto", "always", "never"):
+        msg = (
+            f"The 'activate' option must be one of {{'auto', 'always', 'never'}}. Got {activate!r}."
+        )
+        raise NovacronError(msg)
+    parsed_units = tuple(int(u) for u in units.split(",")) if units else None
+    request = TrainRequest(
+        mode=mode,
+        data=tuple(data or ()),
+        synthetic=synthetic,
+        synthetic_links=synthetic_links,
+        synthetic_length=synthetic_length,
+        epochs=epochs,
+        units=parsed_units if parsed_units and len(parsed_units) == 2 else None,  # type: ignore[arg-type]
+        stride=stride,
+        seed=seed,
+        activate=activate,  # type: ignore[arg-type]
+    )
+    registry = ModelRegistry.from_settings(_settings(ctx))
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        console.print(
+            f"epoch {epoch:3d}  loss {logs.get('loss', float('nan')):.5f}  "
+            f"val_loss {logs.get('val_loss', float('nan')):.5f}"
+        )
+
+    report = run_training(registry, request, on_epoch=on_epoch)
+    print_train_report(report, out)
+
+
+@eval_app.command("bandwidth")
+def eval_bandwidth(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="Folder of trace families (one subfolder each).")
+    ],
+    output: Annotated[Path, typer.Option(help="JSON results file.")] = Path(
+        "bench/results/eval_bandwidth.json"
+    ),
+) -> None:
+    """The served predictor vs last value, EWMA and harmonic mean, per trace family."""
+    from .evaluate import evaluate_bandwidth, write_results
+    from .reports import print_eval
+
+    results = evaluate_bandwidth(_settings(ctx), directory)
+    write_results(results, output, {"command": " ".join(sys.argv), "data": str(directory)})
+    print_eval(results, out)
+    out.print(f"wrote {output}")
+
+
+@bench_app.command("inference")
+def bench_inference(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option(help="JSON results file.")] = Path(
+        "bench/results/inference.json"
+    ),
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds per case.")] = 5,
+) -> None:
+    """Predictions/s and latency: the worker's predictor path vs bare onnxruntime."""
+    import json
+
+    from models.lstm_predictor import LstmBandwidthPredictor
+    from models.serving import registry_source
+
+    from .bench_inference import bench_model
+    from .reports import print_inference
+
+    rows = []
+    for mode, predictor in registry_source(_settings(ctx))().items():
+        if not isinstance(predictor, LstmBandwidthPredictor):
+            out.print(f"{mode}: no LSTM active (serving {predictor.name}); skipped")
+            continue
+        rows.extend(bench_model(predictor, rounds=rounds))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n")
+    print_inference(rows, out)
     out.print(f"wrote {output}")
 
 

@@ -1,0 +1,188 @@
+"""``novacron train bandwidth``: data -> LSTM -> ONNX -> registry, with gated activation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from novacron.errors import ConfigError
+
+from .datasets import Series, WindowSet, build_windows, read_directory, synthetic_series
+from .features import FeatureStats, fit_stats
+from .lstm_predictor import LstmBandwidthPredictor
+from .registry import ModelRegistry, ModelVersion
+from .training import TrainedModel, metrics_dict, mode_config, score, train_lstm
+
+Activation = Literal["auto", "always", "never"]
+
+
+def model_name(mode: str) -> str:
+    """Registry name of a mode's bandwidth model.
+
+    Examples:
+        >>> model_name("internet")
+        'bandwidth-lstm-internet'
+    """
+    return f"bandwidth-lstm-{mode}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRequest:
+    """What to train on and how.
+
+    Attributes:
+        mode: ``datacenter`` or ``internet`` (window, units, dropout, lr, epochs).
+        data: telemetry files or folders (split 70/15/15 by file; one file: by time).
+        synthetic: also train on synthetic links of the mode (split by time).
+        synthetic_links, synthetic_length: how many synthetic links, samples each.
+        epochs: override the mode's epochs (early stopping still applies).
+        units: override the mode's LSTM units (e.g. a small model for tests).
+        stride: keep every n-th training window (validation and test keep all).
+        activate: ``auto`` activates only if it beats the active version on the same
+            test data; ``always`` / ``never`` as they say.
+    """
+
+    mode: str
+    data: Sequence[Path] = ()
+    synthetic: bool = True
+    synthetic_links: int = 8
+    synthetic_length: int = 6000
+    epochs: int | None = None
+    units: tuple[int, int] | None = None
+    stride: int = 1
+    seed: int = 0
+    activate: Activation = "auto"
+
+
+@dataclass(slots=True)
+class TrainReport:
+    """The registered version, whether it was activated and why, and its figures."""
+
+    version: ModelVersion
+    activated: bool
+    reason: str
+    trained: TrainedModel
+    active_before: str | None = None
+    active_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _merge(parts: list[dict[str, WindowSet]], window: int) -> dict[str, WindowSet]:
+    out = {}
+    for split in ("train", "val", "test"):
+        sets = [p[split] for p in parts if len(p[split])]
+        if not sets:
+            out[split] = WindowSet.empty(window)
+            continue
+        out[split] = WindowSet(
+            np.concatenate([s.windows for s in sets]),
+            np.concatenate([s.targets for s in sets]),
+            np.concatenate([s.weights for s in sets]),
+            sorted(n for s in sets for n in s.names),
+        )
+    return out
+
+
+def prepare(request: TrainRequest) -> tuple[dict[str, WindowSet], FeatureStats, list[Series]]:
+    """Windows for train/val/test and the feature statistics of the training part."""
+    config = mode_config(request.mode)
+    parts = []
+    series: list[Series] = []
+    if request.synthetic:
+        synth = synthetic_series(
+            request.mode, request.synthetic_links, request.synthetic_length, request.seed
+        )
+        series.extend(synth)
+        parts.append(build_windows(synth, config.window, by_file=False, stride=request.stride))
+    for path in request.data:
+        files = read_directory(path)
+        series.extend(files)
+        parts.append(
+            build_windows(
+                files,
+                config.window,
+                by_file=len(files) > 1,
+                stride=request.stride,
+                seed=request.seed,
+            )
+        )
+    if not parts:
+        msg = "Nothing to train on: give --data FILE/DIR or leave synthetic data on."
+        raise ConfigError(msg)
+    data = _merge(parts, config.window)
+    stats = fit_stats([data["train"].windows[:, -1, :]])
+    return data, stats, series
+
+
+def train_bandwidth(
+    registry: ModelRegistry,
+    request: TrainRequest,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainReport:
+    """Train, export, register and (gated) activate a bandwidth model."""
+    config = mode_config(request.mode)
+    data, stats, _ = prepare(request)
+    extra: dict[str, Any] = {
+        "trained_on": data["train"].names,
+        "validated_on": data["val"].names,
+        "tested_on": data["test"].names,
+    }
+    trained = train_lstm(
+        config,
+        data,
+        stats,
+        epochs=request.epochs,
+        units=request.units,
+        seed=request.seed,
+        on_epoch=on_epoch,
+        extra=extra,
+    )
+    name = model_name(request.mode)
+    dataset = "+".join(["synthetic"] * request.synthetic + [str(p) for p in request.data])
+    version = registry.register(
+        name,
+        trained.onnx_path,
+        mode=request.mode,
+        kind="onnx-lstm",
+        params={
+            **trained.params,
+            "parity_max_abs": trained.parity_max_abs,
+            "train_seconds": trained.train_seconds,
+        },
+        metrics=trained.metrics,
+        history=trained.history,
+        dataset=dataset,
+        notes=f"baselines on the same test set: {trained.baselines}",
+    )
+    for baseline, figures in trained.baselines.items():
+        registry.record_metrics(name, version.version, f"baseline:{baseline}", figures)
+    report = TrainReport(version, False, "", trained)
+    active = registry.active(name)
+    report.active_before = active.version if active else None
+    if request.activate == "never":
+        report.reason = "not activated (--activate never)"
+    elif request.activate == "always" or active is None:
+        report.activated = True
+        report.reason = (
+            "first version of this model" if active is None else "activated (--activate always)"
+        )
+    else:
+        current = LstmBandwidthPredictor.load(
+            registry.verify(active), name=name, version=active.version
+        )
+        forecast = current.predict(trained.test.windows)
+        ok = np.isfinite(forecast.point)
+        report.active_metrics = metrics_dict(score(forecast.point[ok], trained.test.targets[ok]))
+        new_mae, old_mae = trained.metrics["mae"], report.active_metrics["mae"]
+        report.activated = new_mae < old_mae
+        verb = "beats" if report.activated else "does not beat"
+        report.reason = (
+            f"MAE {new_mae:.4g} {verb} active v{active.version}'s {old_mae:.4g} "
+            "on the same test data"
+        )
+    if report.activated:
+        registry.activate(name, version.version, reason=report.reason)
+    return report

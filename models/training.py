@@ -1,0 +1,348 @@
+"""Train the bandwidth LSTM (TensorFlow/Keras), calibrate its interval, export to ONNX.
+
+Needs the ``train`` extra (``pip install .[train]``); TensorFlow is imported inside the
+functions that need it, so nothing else in the package pulls it in.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from novacron.errors import ConfigError, ModelError
+
+from .baseline import harmonic_mean_of_last
+from .datasets import WindowSet
+from .features import CHANNELS, FeatureStats, encode_windows
+from .lstm_predictor import IntervalSpec, LstmBandwidthPredictor, ModelMetadata, window_volatility
+from .predictor import bandwidth_target
+
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class ModeConfig:
+    """The design's hyper-parameters of one mode."""
+
+    mode: str
+    window: int
+    units: tuple[int, int]
+    dropout: float
+    learning_rate: float
+    epochs: int
+    batch_size: int = 32
+    patience: int = 10
+    min_history: int = 10
+
+
+MODE_CONFIGS = {
+    "datacenter": ModeConfig("datacenter", 30, (128, 64), 0.2, 0.001, 30),
+    "internet": ModeConfig("internet", 60, (256, 128), 0.3, 0.0005, 50),
+}
+
+
+def mode_config(mode: str) -> ModeConfig:
+    if mode not in MODE_CONFIGS:
+        msg = (
+            f"The 'mode' parameter of train_bandwidth must be one of "
+            f"{{'datacenter', 'internet'}}. Got {mode!r} instead."
+        )
+        raise ConfigError(msg)
+    return MODE_CONFIGS[mode]
+
+
+@dataclass(slots=True)
+class Metrics:
+    """Point and interval quality on one test set."""
+
+    mae: float
+    rmse: float
+    mae_pct_of_mean: float
+    acc10: float
+    acc20: float
+    coverage: float | None = None
+    mean_confidence: float | None = None
+    n: int = 0
+
+
+def score(
+    point: np.ndarray,
+    actual: np.ndarray,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+) -> Metrics:
+    """MAE, RMSE, accuracy within ±10% and ±20%, and interval coverage.
+
+    Examples:
+        >>> m = score(np.array([100.0, 90.0]), np.array([100.0, 120.0]))
+        >>> m.mae, m.acc10, m.acc20
+        (15.0, 0.5, 0.5)
+    """
+    err = np.abs(point - actual)
+    metrics = Metrics(
+        mae=float(err.mean()),
+        rmse=float(np.sqrt(np.mean(err**2))),
+        mae_pct_of_mean=float(100 * err.mean() / np.mean(np.abs(actual))),
+        acc10=float(np.mean(err <= 0.1 * np.abs(actual))),
+        acc20=float(np.mean(err <= 0.2 * np.abs(actual))),
+        n=int(actual.size),
+    )
+    if lower is not None and upper is not None:
+        metrics.coverage = float(np.mean((actual >= lower) & (actual <= upper)))
+    if confidence is not None:
+        metrics.mean_confidence = float(np.mean(confidence))
+    return metrics
+
+
+def metrics_dict(m: Metrics) -> dict[str, float]:
+    names = ("mae", "rmse", "mae_pct_of_mean", "acc10", "acc20", "coverage", "mean_confidence", "n")
+    return {k: float(getattr(m, k)) for k in names if getattr(m, k) is not None}
+
+
+def window_ewma(windows: np.ndarray, alpha: float) -> np.ndarray:
+    """EWMA over each raw window's bandwidth (the baseline's next-step prediction)."""
+    target = bandwidth_target(windows)
+    level = np.full(target.shape[0], np.nan)
+    for s in range(target.shape[1]):
+        x = target[:, s]
+        level = np.where(
+            np.isnan(level), x, np.where(np.isnan(x), level, alpha * x + (1 - alpha) * level)
+        )
+    return level
+
+
+def baseline_predictions(windows: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
+    """Last value, EWMA and harmonic mean of 5 on the same windows."""
+    target = bandwidth_target(windows)
+    finite = np.isfinite(target)
+    last_index = target.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
+    last = target[np.arange(target.shape[0]), last_index]
+    return {
+        "last_value": last,
+        "ewma": window_ewma(windows, alpha),
+        "harmonic_mean_5": harmonic_mean_of_last(target, 5),
+    }
+
+
+def choose_ewma_alpha(train: WindowSet) -> float:
+    """The EWMA alpha with the lowest training MAE (never chosen on test data)."""
+    best = (np.inf, 0.5)
+    sample = slice(0, min(len(train), 20_000))
+    for alpha in np.round(np.arange(0.1, 1.0001, 0.1), 2):
+        pred = window_ewma(train.windows[sample], float(alpha))
+        err = float(np.nanmean(np.abs(pred - train.targets[sample])))
+        best = min(best, (err, float(alpha)))
+    return best[1]
+
+
+def build_model(config: ModeConfig, units: tuple[int, int] | None = None) -> Any:
+    """LSTM -> Dropout -> LSTM -> Dropout -> Dense(32) -> Dense(16) -> Dense(1)."""
+    import tensorflow as tf
+
+    u1, u2 = units or config.units
+    inputs = tf.keras.Input((config.window, len(CHANNELS)), name="x")
+    h = tf.keras.layers.LSTM(u1, return_sequences=True)(inputs)
+    h = tf.keras.layers.Dropout(config.dropout)(h)
+    h = tf.keras.layers.LSTM(u2)(h)
+    h = tf.keras.layers.Dropout(config.dropout)(h)
+    h = tf.keras.layers.Dense(32, activation="relu")(h)
+    h = tf.keras.layers.Dense(16, activation="relu")(h)
+    outputs = tf.keras.layers.Dense(1)(h)
+    model = tf.keras.Model(inputs, outputs)
+
+    def ratio_mae(y_true: Any, y_pred: Any) -> Any:
+        # |exp(o) - exp(y)| = |prediction - actual| / last: relative error, so with a
+        # per-window weight of last / series level every link counts alike.
+        clipped = tf.clip_by_value(y_pred, -5.0, 5.0)
+        return tf.reduce_mean(tf.abs(tf.exp(clipped) - tf.exp(y_true)), axis=-1)
+
+    model.compile(tf.keras.optimizers.Adam(config.learning_rate), loss=ratio_mae)
+    return model
+
+
+@dataclass(slots=True)
+class TrainedModel:
+    """A trained, exported and checked model with its report."""
+
+    onnx_path: Path
+    metadata: ModelMetadata
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    history: list[dict[str, float]]
+    params: dict[str, Any]
+    parity_max_abs: float
+    train_seconds: float
+    test: WindowSet = field(repr=False)
+
+
+def _targets(
+    windows: WindowSet, stats: FeatureStats, horizon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, last = encode_windows(windows.windows, stats)
+    ok = np.isfinite(last) & (windows.targets > 0)
+    y = np.log(np.maximum(windows.targets, 1e-3)) - last
+    weights = windows.weights * np.exp(last)
+    weights = np.where(ok, weights, 0.0)
+    return (
+        x[ok],
+        y[ok].astype(np.float32),
+        (weights[ok] / weights[ok].mean()).astype(np.float32),
+        ok,
+    )
+
+
+def train_lstm(
+    config: ModeConfig,
+    data: dict[str, WindowSet],
+    stats: FeatureStats,
+    *,
+    epochs: int | None = None,
+    units: tuple[int, int] | None = None,
+    seed: int = 0,
+    level: float = 0.8,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit, calibrate the conformal interval on validation, export to ONNX, check parity."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    threads = int(os.environ.get("NOVACRON_TF_THREADS", "0"))
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    if len(data["train"]) == 0 or len(data["val"]) == 0 or len(data["test"]) == 0:
+        sizes = {k: len(v) for k, v in data.items()}
+        msg = f"Training needs windows in train, val and test; got {sizes}. Give more data."
+        raise ModelError(msg)
+    x_tr, y_tr, w_tr, _ = _targets(data["train"], stats, 1)
+    x_va, y_va, w_va, _ = _targets(data["val"], stats, 1)
+    model = build_model(config, units)
+
+    class EpochReport(tf.keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if on_epoch is not None:
+                on_epoch(epoch + 1, dict(logs or {}))
+
+    started = time.perf_counter()
+    fit = model.fit(
+        x_tr,
+        y_tr,
+        sample_weight=w_tr,
+        batch_size=config.batch_size,
+        epochs=epochs or config.epochs,
+        validation_data=(x_va, y_va, w_va),
+        shuffle=True,
+        verbose=0,
+        callbacks=[
+            tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+            EpochReport(),
+        ],
+    )
+    train_seconds = time.perf_counter() - started
+    history = [
+        {"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
+        for i, (loss, val) in enumerate(
+            zip(fit.history["loss"], fit.history["val_loss"], strict=True)
+        )
+    ]
+    # Normalised conformal calibration on the validation split (never the test split).
+    out_va = model.predict(x_va, batch_size=1024, verbose=0)[:, 0]
+    scale = window_volatility(x_va, 0.01)
+    z = (y_va - np.clip(out_va, -5, 5)) / scale
+    alpha = (1 - level) / 2
+    n = z.size
+    q_low = float(np.quantile(z, max(0.0, alpha * (n + 1) / n - 1 / n)))
+    q_high = float(np.quantile(z, min(1.0, (1 - alpha) * (n + 1) / n)))
+    metadata = ModelMetadata(
+        mode=config.mode,
+        window=config.window,
+        horizon=1,
+        min_history=config.min_history,
+        channels=CHANNELS,
+        stats=stats,
+        interval=IntervalSpec(level, q_low, q_high, 0.01),
+        extra=extra or {},
+    )
+    onnx_path, parity = export_onnx(model, metadata, data["test"], stats)
+    predictor = LstmBandwidthPredictor.load(onnx_path, name="candidate", version="candidate")
+    forecast = predictor.predict(data["test"].windows)
+    test = data["test"]
+    ok = np.isfinite(forecast.point)
+    metrics = score(
+        forecast.point[ok],
+        test.targets[ok],
+        forecast.lower[ok],
+        forecast.upper[ok],
+        forecast.confidence[ok],
+    )
+    alpha_ewma = choose_ewma_alpha(data["train"])
+    baselines = {
+        name: metrics_dict(score(pred[ok], test.targets[ok]))
+        for name, pred in baseline_predictions(test.windows, alpha_ewma).items()
+    }
+    baselines["ewma"]["alpha"] = alpha_ewma
+    params = {
+        "mode": config.mode,
+        "window": config.window,
+        "units": list(units or config.units),
+        "dropout": config.dropout,
+        "learning_rate": config.learning_rate,
+        "batch_size": config.batch_size,
+        "max_epochs": epochs or config.epochs,
+        "epochs_run": len(history),
+        "patience": config.patience,
+        "seed": seed,
+        "train_windows": int(len(y_tr)),
+        "val_windows": int(len(y_va)),
+        "test_windows": int(ok.sum()),
+        "interval_level": level,
+    }
+    return TrainedModel(
+        onnx_path,
+        metadata,
+        metrics_dict(metrics),
+        baselines,
+        history,
+        params,
+        parity,
+        train_seconds,
+        test,
+    )
+
+
+def export_onnx(
+    model: Any, metadata: ModelMetadata, test: WindowSet, stats: FeatureStats
+) -> tuple[Path, float]:
+    """Convert with tf2onnx, embed the metadata, and refuse a graph that differs from Keras."""
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, metadata.window, len(CHANNELS)), tf.float32, name="x"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "novacron", metadata.to_json()
+    path = Path(tempfile.mkdtemp(prefix="novacron-train-")) / f"bandwidth-lstm-{metadata.mode}.onnx"
+    onnx.save(proto, str(path))
+    x, last = encode_windows(test.windows[:2048], stats)
+    x = x[np.isfinite(last)]
+    keras_out = model.predict(x, batch_size=1024, verbose=0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    parity = float(np.max(np.abs(keras_out - onnx_out))) if x.size else 0.0
+    if parity >= PARITY_TOLERANCE:
+        msg = (
+            f"ONNX output differs from Keras by {parity:.2e} (limit {PARITY_TOLERANCE}); "
+            "not exporting."
+        )
+        raise ModelError(msg)
+    return path, parity

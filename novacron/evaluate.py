@@ -1,0 +1,153 @@
+"""``novacron eval bandwidth DIR``: the served predictor against simple baselines on traces.
+
+Each trace is resampled to its fixed grid (zero-order hold), written as a CSV and run
+through ``novacron replay`` with the registry's active models, so the figures are those
+of the predictor the worker serves. Files the model trained or was validated on are left
+out. Baselines are scored on exactly the same targets.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from models.baseline import ewma, harmonic_mean, last_value
+from models.datasets import Series, read_series
+from models.serving import RegistrySource, registry_source
+from models.training import metrics_dict, score
+
+from .replaying import run_replay
+from .settings import Settings
+
+BASELINES = ("last_value", "ewma", "harmonic_mean_5")
+
+
+@dataclass(slots=True)
+class FamilyResult:
+    """Figures of one trace family."""
+
+    family: str
+    files: int
+    excluded: int
+    model: str
+    methods: dict[str, dict[str, float]] = field(default_factory=dict)
+    ewma_alpha: float = 0.5
+
+    def beats_all(self, metric: str, higher_is_better: bool) -> bool:
+        mine = self.methods["served"][metric]
+        others = [self.methods[b][metric] for b in BASELINES]
+        return mine > max(others) if higher_is_better else mine < min(others)
+
+
+def _trace_csv(series: Series, path: Path) -> None:
+    lines = ["timestamp,link_id,mode,throughput_mbps"]
+    target = series.values[:, 4]
+    for i, value in enumerate(target):
+        lines.append(f"{i * series.step_s:.3f},{series.name},internet,{value:.6f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _served(
+    settings: Settings, series: Series, workdir: Path, source: RegistrySource
+) -> np.ndarray:
+    """The served predictor's next-step predictions, aligned: out[t] predicts x[t]."""
+    csv_path = workdir / "trace.csv"
+    out_path = workdir / "replay.jsonl"
+    _trace_csv(series, csv_path)
+    run_replay(settings, csv_path, out_path, kind="link", source=source, show_progress=False)
+    predicted = [
+        line["value"]["predicted_bandwidth_mbps"]
+        for line in map(orjson.loads, out_path.read_bytes().splitlines())
+        if line["topic"] == "scores.v1"
+    ]
+    out = np.full(series.values.shape[0], np.nan)
+    values = np.array([np.nan if p is None else p for p in predicted], dtype=float)
+    out[1 : values.size] = values[: values.size - 1]
+    return out
+
+
+def _choose_alpha(train: list[np.ndarray]) -> float:
+    if not train:
+        return 0.5
+    best = (np.inf, 0.5)
+    for alpha in np.round(np.arange(0.1, 1.0001, 0.1), 2):
+        errors = np.concatenate([np.abs(ewma(x, float(alpha)) - x)[1:] for x in train])
+        best = min(best, (float(np.nanmean(errors)), float(alpha)))
+    return best[1]
+
+
+def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
+    """Score the active internet model and the baselines per family folder under ``root``."""
+    source = registry_source(settings)
+    predictor = source()["internet"]
+    extra = getattr(getattr(predictor, "metadata", None), "extra", {})
+    seen = set(extra.get("trained_on", [])) | set(extra.get("validated_on", []))
+    families: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name.startswith(("LICENSE", "README", ".")) or path.suffix == ".json":
+            continue
+        families[path.parent.name].append(path)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for family, files in sorted(families.items()):
+            scored: dict[str, list[np.ndarray]] = defaultdict(list)
+            actual: list[np.ndarray] = []
+            excluded: list[np.ndarray] = []
+            result = FamilyResult(family, len(files), 0, f"{predictor.name}:{predictor.version}")
+            for path in files:
+                for series in read_series(path, family=family):
+                    x = series.values[:, 4]
+                    if series.name in seen:
+                        excluded.append(x)
+                        continue
+                    served = _served(settings, series, workdir, source)
+                    mask = np.isfinite(served) & np.isfinite(x)
+                    mask[: predictor.min_history] = False
+                    scored["served"].append(served[mask])
+                    actual.append(x[mask])
+                    scored["_x"].append(x)
+                    scored["_mask"].append(mask)
+            result.excluded = len(excluded)
+            result.ewma_alpha = _choose_alpha(excluded)
+            for x, mask in zip(scored["_x"], scored["_mask"], strict=True):
+                scored["last_value"].append(last_value(x)[mask])
+                scored["ewma"].append(ewma(x, result.ewma_alpha)[mask])
+                scored["harmonic_mean_5"].append(harmonic_mean(x, 5)[mask])
+            if not actual:
+                continue
+            y = np.concatenate(actual)
+            for method in ("served", *BASELINES):
+                result.methods[method] = metrics_dict(score(np.concatenate(scored[method]), y))
+            results.append(result)
+    return results
+
+
+def write_results(results: list[FamilyResult], path: Path, extra: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        **extra,
+        "families": [
+            {
+                "family": r.family,
+                "files": r.files,
+                "excluded_trained_or_validated": r.excluded,
+                "model": r.model,
+                "ewma_alpha": r.ewma_alpha,
+                "methods": r.methods,
+                "served_beats_all_baselines_on_mae": r.beats_all("mae", higher_is_better=False),
+                "served_beats_all_baselines_on_acc20": r.beats_all("acc20", higher_is_better=True),
+                "mae_vs_best_baseline_pct": 100
+                * (1 - r.methods["served"]["mae"] / min(r.methods[b]["mae"] for b in BASELINES)),
+            }
+            for r in results
+        ],
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,89 @@
+"""Rich tables for training, evaluation and benchmark results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def print_train_report(report: Any, console: Console) -> None:
+    """Model and baselines on the same test set, then what happened in the registry."""
+    trained = report.trained
+    table = Table(title=f"{report.version.name} v{report.version.version} on the test split")
+    for column in (
+        "predictor",
+        "MAE",
+        "RMSE",
+        "MAE % of mean",
+        "±10%",
+        "±20%",
+        "coverage",
+        "mean conf.",
+    ):
+        table.add_column(column, justify="right")
+    rows = [("LSTM (ONNX)", trained.metrics)] + [(k, v) for k, v in trained.baselines.items()]
+    for name, m in rows:
+        table.add_row(
+            name,
+            f"{m['mae']:.4g}",
+            f"{m['rmse']:.4g}",
+            f"{m['mae_pct_of_mean']:.2f}",
+            _pct(m["acc10"]),
+            _pct(m["acc20"]),
+            _pct(m.get("coverage")),
+            "" if "mean_confidence" not in m else f"{m['mean_confidence']:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"trained {trained.params['epochs_run']} epochs in {trained.train_seconds:.0f} s; "
+        f"ONNX parity max |Δ| {trained.parity_max_abs:.1e}; interval level "
+        f"{trained.metadata.interval.level:.0%}"
+    )
+    state = "activated" if report.activated else "registered, not activated"
+    console.print(f"{report.version.ref}: {state} — {report.reason}")
+
+
+def print_eval(results: list[Any], console: Console) -> None:
+    for r in results:
+        table = Table(
+            title=f"{r.family}: {r.files} files, {r.excluded} left out "
+            f"(trained/validated on); model {r.model}"
+        )
+        for column in ("predictor", "MAE", "MAE % of mean", "±10%", "±20%", "n"):
+            table.add_column(column, justify="right")
+        for name, m in r.methods.items():
+            label = f"ewma (alpha {r.ewma_alpha})" if name == "ewma" else name
+            table.add_row(
+                label,
+                f"{m['mae']:.4f}",
+                f"{m['mae_pct_of_mean']:.2f}",
+                _pct(m["acc10"]),
+                _pct(m["acc20"]),
+                str(int(m["n"])),
+            )
+        console.print(table)
+
+
+def print_inference(rows: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="Inference: worker predictor path vs bare onnxruntime (medians)")
+    for column in ("mode", "batch", "path", "pred/s", "p50 ms", "p99 ms", "ratio"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        for path in ("predictor", "bare_onnxruntime"):
+            m = row[path]
+            table.add_row(
+                row["mode"],
+                str(row["batch"]),
+                path,
+                f"{m['predictions_per_s']:,.0f}",
+                f"{m['p50_ms']:.2f}",
+                f"{m['p99_ms']:.2f}",
+                f"{row['predictor_vs_bare']:.2f}" if path == "predictor" else "",
+            )
+    console.print(table)
