@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
 
-from models.serving import ModelHolder
+from models.serving import ModelHolder, model_loaded_events
 from novacron.settings import Settings
 from streams.codec import encode
 from streams.pipeline import BatchOutcome, OutputTopics, RawMessage, TelemetryPipeline
@@ -190,7 +190,13 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
 
     @app.timer(interval=2.0)
     async def refresh_models() -> None:
-        await asyncio.to_thread(models.refresh)
+        before = models.describe()
+        if await asyncio.to_thread(models.refresh):
+            for record in model_loaded_events(before, models.describe(), time.time()):
+                await app.producer.send(
+                    topics.model_events, record["model"]["name"].encode("utf-8"),
+                    encode(record), None, None, None,
+                )  # fmt: skip
 
     return app, ctx
 

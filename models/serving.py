@@ -69,6 +69,30 @@ class ModelHolder:
         return {mode: f"{p.name}:{p.version}" for mode, p in sorted(self._active.items())}
 
 
+def model_loaded_events(
+    before: Mapping[str, str], after: Mapping[str, str], now: float
+) -> list[dict[str, object]]:
+    """``model.events.v1`` records for the modes whose model changed in a refresh.
+
+    Examples:
+        >>> model_loaded_events({"internet": "m:1"}, {"internet": "m:2"}, 1.8e9)[0]["detail"]
+        {'mode': 'internet', 'previous': 'm:1', 'worker_swap': True}
+    """
+    events: list[dict[str, object]] = []
+    for mode, ref in after.items():
+        if before.get(mode) == ref:
+            continue
+        name, version = ref.rsplit(":", 1)
+        previous = before.get(mode)
+        events.append({
+            "schema_version": 1, "event": "loaded", "model": {"name": name, "version": version},
+            "previous_version": previous.rsplit(":", 1)[1] if previous else None, "ts": now,
+            "detail": {"mode": mode, "previous": previous, "worker_swap": True},
+            "produced_at": now,
+        })  # fmt: skip
+    return events
+
+
 def _versions(models: Mapping[str, BandwidthPredictor]) -> dict[str, tuple[str, str]]:
     return {mode: (p.name, p.version) for mode, p in models.items()}
 

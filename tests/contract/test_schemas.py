@@ -72,3 +72,16 @@ def test_asyncapi_document_is_current(tmp_path: Path) -> None:
     assert build_asyncapi() == committed, (
         "schemas/asyncapi.yaml is stale: run `novacron schemas asyncapi`"
     )
+
+
+def test_model_loaded_events_validate() -> None:
+    from models.serving import model_loaded_events
+
+    records = model_loaded_events(
+        {"internet": "bandwidth-lstm-internet:1", "datacenter": "harmonic-mean:1"},
+        {"internet": "bandwidth-lstm-internet:2", "datacenter": "bandwidth-lstm-datacenter:1"},
+        1.8e9,
+    )
+    assert len(records) == 2
+    for record in records:
+        assert schemas.validator("model.events.v1").is_valid(record), record

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from novacron.demo import start_worker, wait_healthy
 from novacron.settings import Settings
+
+REGISTRY_ROOT = Path(tempfile.gettempdir()) / "novacron-test-registries"
 
 
 def free_port() -> int:
@@ -46,6 +49,9 @@ def isolated_env(tag: str) -> dict[str, str]:
         "NOVACRON_BATCH_WITHIN_S": "0.02",
         # Windows are keyed by link id; a run must not find an earlier run's windows.
         "NOVACRON_REDIS_KEY_PREFIX": f"novacron-test:{suffix}",
+        # A registry of its own, seeded from the shipped models when the worker starts.
+        "NOVACRON_REGISTRY_URL": f"sqlite:///{REGISTRY_ROOT}/{suffix}/registry.sqlite",
+        "NOVACRON_ARTIFACT_DIR": f"{REGISTRY_ROOT}/{suffix}/artifacts",
     }
     for field in (
         "link",

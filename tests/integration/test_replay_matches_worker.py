@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from models.serving import registry_source
 from models.synthetic import synthesize_link_series
 from novacron.replaying import run_replay
 from streams.replay import ReplayOptions, read_messages
@@ -49,7 +50,8 @@ def test_replay_of_10000_rows_equals_the_worker(worker: WorkerHandle, tmp_path: 
     csv_path = tmp_path / "links.csv"
     write_csv(csv_path)
     out_path = tmp_path / "replay.jsonl"
-    report = run_replay(worker.settings, csv_path, out_path, show_progress=False)
+    source = registry_source(worker.settings)
+    report = run_replay(worker.settings, csv_path, out_path, source=source, show_progress=False)
     assert report.rows == LINKS * ROWS_PER_LINK == 10_000
     lines = [orjson.loads(line) for line in out_path.read_bytes().splitlines()]
     scores = [line for line in lines if line["topic"] == "scores.v1"]
