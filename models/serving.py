@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -71,14 +72,14 @@ class ModelHolder:
 
 def model_loaded_events(
     before: Mapping[str, str], after: Mapping[str, str], now: float
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     """``model.events.v1`` records for the modes whose model changed in a refresh.
 
     Examples:
         >>> model_loaded_events({"internet": "m:1"}, {"internet": "m:2"}, 1.8e9)[0]["detail"]
         {'mode': 'internet', 'previous': 'm:1', 'worker_swap': True}
     """
-    events: list[dict[str, object]] = []
+    events: list[dict[str, Any]] = []
     for mode, ref in after.items():
         if before.get(mode) == ref:
             continue
