@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from novacron.errors import ModelError
 from novacron.settings import Settings
