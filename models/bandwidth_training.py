@@ -11,7 +11,7 @@ import numpy as np
 
 from novacron.errors import ConfigError
 
-from .datasets import Series, WindowSet, build_windows, read_directory, synthetic_series
+from .datasets import Series, WindowSet, assemble, read_directory, synthetic_series
 from .features import FeatureStats, fit_stats
 from .lstm_predictor import LstmBandwidthPredictor
 from .registry import ModelRegistry, ModelVersion
@@ -70,51 +70,21 @@ class TrainReport:
     active_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _merge(parts: list[dict[str, WindowSet]], window: int) -> dict[str, WindowSet]:
-    out = {}
-    for split in ("train", "val", "test"):
-        sets = [p[split] for p in parts if len(p[split])]
-        if not sets:
-            out[split] = WindowSet.empty(window)
-            continue
-        out[split] = WindowSet(
-            np.concatenate([s.windows for s in sets]),
-            np.concatenate([s.targets for s in sets]),
-            np.concatenate([s.weights for s in sets]),
-            sorted(n for s in sets for n in s.names),
-        )
-    return out
-
-
 def prepare(request: TrainRequest) -> tuple[dict[str, WindowSet], FeatureStats, list[Series]]:
     """Windows for train/val/test and the feature statistics of the training part."""
     config = mode_config(request.mode)
-    parts = []
-    series: list[Series] = []
+    synth: list[Series] = []
     if request.synthetic:
         synth = synthetic_series(
             request.mode, request.synthetic_links, request.synthetic_length, request.seed
         )
-        series.extend(synth)
-        parts.append(build_windows(synth, config.window, by_file=False, stride=request.stride))
-    for path in request.data:
-        files = read_directory(path)
-        series.extend(files)
-        parts.append(
-            build_windows(
-                files,
-                config.window,
-                by_file=len(files) > 1,
-                stride=request.stride,
-                seed=request.seed,
-            )
-        )
-    if not parts:
+    folders = [read_directory(path) for path in request.data]
+    if not synth and not any(folders):
         msg = "Nothing to train on: give --data FILE/DIR or leave synthetic data on."
         raise ConfigError(msg)
-    data = _merge(parts, config.window)
+    data = assemble(synth, folders, config.window, stride=request.stride, seed=request.seed)
     stats = fit_stats([data["train"].windows[:, -1, :]])
-    return data, stats, series
+    return data, stats, synth + [s for folder in folders for s in folder]
 
 
 def train_bandwidth(
@@ -140,12 +110,23 @@ def train_bandwidth(
         on_epoch=on_epoch,
         extra=extra,
     )
-    name = model_name(request.mode)
     dataset = "+".join(["synthetic"] * request.synthetic + [str(p) for p in request.data])
+    return register_trained(registry, request.mode, trained, dataset, request.activate)
+
+
+def register_trained(
+    registry: ModelRegistry,
+    mode: str,
+    trained: TrainedModel,
+    dataset: str,
+    activate: Activation = "auto",
+) -> TrainReport:
+    """Register an exported model and activate it as ``activate`` says."""
+    name = model_name(mode)
     version = registry.register(
         name,
         trained.onnx_path,
-        mode=request.mode,
+        mode=mode,
         kind="onnx-lstm",
         params={
             **trained.params,
@@ -162,9 +143,9 @@ def train_bandwidth(
     report = TrainReport(version, False, "", trained)
     active = registry.active(name)
     report.active_before = active.version if active else None
-    if request.activate == "never":
+    if activate == "never":
         report.reason = "not activated (--activate never)"
-    elif request.activate == "always" or active is None:
+    elif activate == "always" or active is None:
         report.activated = True
         report.reason = (
             "first version of this model" if active is None else "activated (--activate always)"

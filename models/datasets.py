@@ -15,9 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from novacron.errors import InputFileError
-from streams.codec import decode_link
-from streams.records import LinkSample
-from streams.replay import ReplayOptions, read_messages
 
 from .features import series_windows
 from .synthetic import synthesize_link_series
@@ -79,6 +76,12 @@ def resample_zoh(times: np.ndarray, values: np.ndarray, step_s: float) -> np.nda
 
 def read_series(path: Path, *, step_s: float | None = None, family: str = "") -> list[Series]:
     """Every link in a telemetry file (CSV, JSONL or trace), one fixed-grid series each."""
+    # Imported here so that window building needs nothing but numpy (it also runs on
+    # training machines that have only the numeric stack).
+    from streams.codec import decode_link
+    from streams.records import LinkSample
+    from streams.replay import ReplayOptions, read_messages
+
     by_link: dict[str, list[LinkSample]] = {}
     for topic, raw, source in read_messages(path, ReplayOptions(kind="link", mode="internet")):
         if topic != "telemetry.link.v1":
@@ -183,3 +186,66 @@ def build_windows(
             sorted({i[3] for i in items}),
         )
     return out
+
+
+def assemble(
+    synthetic: Sequence[Series],
+    folders: Sequence[Sequence[Series]],
+    window: int,
+    *,
+    stride: int = 1,
+    seed: int = 0,
+) -> dict[str, WindowSet]:
+    """Train/val/test windows: synthetic series split by time, each folder by file."""
+    parts = []
+    if synthetic:
+        parts.append(build_windows(synthetic, window, by_file=False, stride=stride))
+    for files in folders:
+        if files:
+            parts.append(
+                build_windows(files, window, by_file=len(files) > 1, stride=stride, seed=seed)
+            )
+    out = {}
+    for split in ("train", "val", "test"):
+        sets = [p[split] for p in parts if len(p[split])]
+        if not sets:
+            out[split] = WindowSet.empty(window)
+            continue
+        out[split] = WindowSet(
+            np.concatenate([s.windows for s in sets]),
+            np.concatenate([s.targets for s in sets]),
+            np.concatenate([s.weights for s in sets]),
+            sorted(n for s in sets for n in s.names),
+        )
+    return out
+
+
+def save_series(
+    path: Path, synthetic: Sequence[Series], folders: Sequence[Sequence[Series]]
+) -> None:
+    """Write series to one ``.npz`` so another machine can rebuild the same windows."""
+    arrays: dict[str, np.ndarray] = {}
+    index = []
+    for group, items in [("synthetic", synthetic)] + [
+        (f"folder{i}", f) for i, f in enumerate(folders)
+    ]:
+        for n, s in enumerate(items):
+            key = f"{group}__{n}"
+            arrays[key] = s.values
+            index.append([key, group, s.name, s.family, s.step_s])
+    arrays["__index__"] = np.array(index, dtype=object)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def load_series(path: Path) -> tuple[list[Series], list[list[Series]]]:
+    """Inverse of :func:`save_series`."""
+    data = np.load(path, allow_pickle=True)
+    synthetic: list[Series] = []
+    folders: dict[str, list[Series]] = {}
+    for key, group, name, family, step in data["__index__"]:
+        series = Series(str(name), data[key], float(step), str(family))
+        if group == "synthetic":
+            synthetic.append(series)
+        else:
+            folders.setdefault(str(group), []).append(series)
+    return synthetic, [folders[k] for k in sorted(folders)]

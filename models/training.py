@@ -144,28 +144,91 @@ def choose_ewma_alpha(train: WindowSet) -> float:
 
 
 def build_model(config: ModeConfig, units: tuple[int, int] | None = None) -> Any:
-    """LSTM -> Dropout -> LSTM -> Dropout -> Dense(32) -> Dense(16) -> Dense(1)."""
-    import tensorflow as tf
+    """LSTM -> Dropout -> LSTM -> Dropout -> Dense(32) -> Dense(16) -> Dense(1).
+
+    Written against Keras 3 (``keras.ops``), so it also trains on a JAX or PyTorch
+    backend; export to ONNX is done with the TensorFlow backend.
+    """
+    import keras
 
     u1, u2 = units or config.units
-    inputs = tf.keras.Input((config.window, len(CHANNELS)), name="x")
-    h = tf.keras.layers.LSTM(u1, return_sequences=True)(inputs)
-    h = tf.keras.layers.Dropout(config.dropout)(h)
-    h = tf.keras.layers.LSTM(u2)(h)
-    h = tf.keras.layers.Dropout(config.dropout)(h)
-    h = tf.keras.layers.Dense(32, activation="relu")(h)
-    h = tf.keras.layers.Dense(16, activation="relu")(h)
-    outputs = tf.keras.layers.Dense(1)(h)
-    model = tf.keras.Model(inputs, outputs)
-
-    def ratio_mae(y_true: Any, y_pred: Any) -> Any:
-        # |exp(o) - exp(y)| = |prediction - actual| / last: relative error, so with a
-        # per-window weight of last / series level every link counts alike.
-        clipped = tf.clip_by_value(y_pred, -5.0, 5.0)
-        return tf.reduce_mean(tf.abs(tf.exp(clipped) - tf.exp(y_true)), axis=-1)
-
-    model.compile(tf.keras.optimizers.Adam(config.learning_rate), loss=ratio_mae)
+    inputs = keras.Input((config.window, len(CHANNELS)), name="x")
+    h = keras.layers.LSTM(u1, return_sequences=True)(inputs)
+    h = keras.layers.Dropout(config.dropout)(h)
+    h = keras.layers.LSTM(u2)(h)
+    h = keras.layers.Dropout(config.dropout)(h)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    h = keras.layers.Dense(16, activation="relu")(h)
+    outputs = keras.layers.Dense(1)(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(config.learning_rate), loss=ratio_mae)
     return model
+
+
+def ratio_mae(y_true: Any, y_pred: Any) -> Any:
+    """|exp(o) - exp(y)| = |prediction - actual| / last, the relative error of a window.
+
+    With a per-window weight of last / series level every link counts alike.
+    """
+    from keras import ops
+
+    clipped = ops.clip(y_pred, -5.0, 5.0)
+    return ops.mean(ops.abs(ops.exp(clipped) - ops.exp(y_true)), axis=-1)
+
+
+def fit_model(
+    config: ModeConfig,
+    data: dict[str, WindowSet],
+    stats: FeatureStats,
+    *,
+    epochs: int | None = None,
+    units: tuple[int, int] | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    max_seconds: float | None = None,
+) -> tuple[Any, list[dict[str, float]], float]:
+    """Fit with early stopping (best weights restored); returns model, history, seconds.
+
+    ``max_seconds`` ends training after the epoch that passes it, still restoring the
+    best weights (for a machine lent for a fixed time).
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if len(data["train"]) == 0 or len(data["val"]) == 0 or len(data["test"]) == 0:
+        sizes = {k: len(v) for k, v in data.items()}
+        msg = f"Training needs windows in train, val and test; got {sizes}. Give more data."
+        raise ModelError(msg)
+    x_tr, y_tr, w_tr, _ = _targets(data["train"], stats, 1)
+    x_va, y_va, w_va, _ = _targets(data["val"], stats, 1)
+    model = build_model(config, units)
+
+    started = time.perf_counter()
+
+    class EpochReport(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if on_epoch is not None:
+                on_epoch(epoch + 1, dict(logs or {}))
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                self.model.stop_training = True
+
+    fit = model.fit(
+        x_tr, y_tr, sample_weight=w_tr, batch_size=config.batch_size,
+        epochs=epochs or config.epochs, validation_data=(x_va, y_va, w_va),
+        shuffle=True, verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+            EpochReport(),
+        ],
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    history = [
+        {"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
+        for i, (loss, val) in enumerate(
+            zip(fit.history["loss"], fit.history["val_loss"], strict=True)
+        )
+    ]
+    return model, history, seconds
 
 
 @dataclass(slots=True)
@@ -212,47 +275,45 @@ def train_lstm(
     extra: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Fit, calibrate the conformal interval on validation, export to ONNX, check parity."""
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(seed)
     threads = int(os.environ.get("NOVACRON_TF_THREADS", "0"))
     if threads:
+        import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-    if len(data["train"]) == 0 or len(data["val"]) == 0 or len(data["test"]) == 0:
-        sizes = {k: len(v) for k, v in data.items()}
-        msg = f"Training needs windows in train, val and test; got {sizes}. Give more data."
-        raise ModelError(msg)
-    x_tr, y_tr, w_tr, _ = _targets(data["train"], stats, 1)
-    x_va, y_va, w_va, _ = _targets(data["val"], stats, 1)
-    model = build_model(config, units)
-
-    class EpochReport(tf.keras.callbacks.Callback):  # type: ignore[misc]
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if on_epoch is not None:
-                on_epoch(epoch + 1, dict(logs or {}))
-
-    started = time.perf_counter()
-    fit = model.fit(
-        x_tr,
-        y_tr,
-        sample_weight=w_tr,
-        batch_size=config.batch_size,
-        epochs=epochs or config.epochs,
-        validation_data=(x_va, y_va, w_va),
-        shuffle=True,
-        verbose=0,
-        callbacks=[
-            tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-            EpochReport(),
-        ],
+    model, history, train_seconds = fit_model(
+        config, data, stats, epochs=epochs, units=units, seed=seed, on_epoch=on_epoch
     )
-    train_seconds = time.perf_counter() - started
-    history = [
-        {"epoch": i + 1, "loss": float(loss), "val_loss": float(val)}
-        for i, (loss, val) in enumerate(
-            zip(fit.history["loss"], fit.history["val_loss"], strict=True)
-        )
-    ]
+    return finalize(
+        config,
+        model,
+        data,
+        stats,
+        history,
+        train_seconds,
+        epochs=epochs,
+        units=units,
+        seed=seed,
+        level=level,
+        extra=extra,
+    )
+
+
+def finalize(
+    config: ModeConfig,
+    model: Any,
+    data: dict[str, WindowSet],
+    stats: FeatureStats,
+    history: list[dict[str, float]],
+    train_seconds: float,
+    *,
+    epochs: int | None = None,
+    units: tuple[int, int] | None = None,
+    seed: int = 0,
+    level: float = 0.8,
+    extra: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Calibrate the interval on validation, export to ONNX, score on test."""
+    x_va, y_va, _, _ = _targets(data["val"], stats, 1)
     # Normalised conformal calibration on the validation split (never the test split).
     out_va = model.predict(x_va, batch_size=1024, verbose=0)[:, 0]
     scale = window_volatility(x_va, 0.01)
@@ -300,9 +361,10 @@ def train_lstm(
         "epochs_run": len(history),
         "patience": config.patience,
         "seed": seed,
-        "train_windows": int(len(y_tr)),
+        "train_windows": int(np.isfinite(data["train"].targets).sum()),
         "val_windows": int(len(y_va)),
         "test_windows": int(ok.sum()),
+        "train_seconds": train_seconds,
         "interval_level": level,
     }
     return TrainedModel(

@@ -295,6 +295,43 @@ def eval_bandwidth(
     out.print(f"wrote {output}")
 
 
+@eval_app.command("synthetic")
+def eval_synthetic(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Option(help="datacenter or internet.")],
+    links: Annotated[int, typer.Option(help="Synthetic links (as in training).")] = 8,
+    length: Annotated[int, typer.Option(help="Samples per link (as in training).")] = 6000,
+    seed: Annotated[int, typer.Option(help="Seed (as in training).")] = 0,
+    output: Annotated[Path | None, typer.Option(help="JSON results file.")] = None,
+) -> None:
+    """The active model vs baselines on the synthetic test split of a mode."""
+    import json
+
+    from rich.table import Table
+
+    from .evaluate import evaluate_synthetic
+
+    results = evaluate_synthetic(_settings(ctx), mode, links=links, length=length, seed=seed)
+    table = Table(title=f"synthetic {mode} test split ({links} links x {length}, seed {seed})")
+    for column in ("predictor", "MAE", "±10%", "±20%", "coverage", "n"):
+        table.add_column(column, justify="right")
+    for name, m in results.items():
+        cov = m.get("coverage")
+        table.add_row(
+            name,
+            f"{m['mae']:.4g}",
+            f"{100 * m['acc10']:.1f}%",
+            f"{100 * m['acc20']:.1f}%",
+            "" if cov is None else f"{100 * cov:.1f}%",
+            str(int(m["n"])),
+        )
+    out.print(table)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"command": " ".join(sys.argv), "mode": mode, "results": results}
+        output.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 @bench_app.command("inference")
 def bench_inference(
     ctx: typer.Context,

@@ -151,3 +151,32 @@ def write_results(results: list[FamilyResult], path: Path, extra: dict[str, Any]
         ],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def evaluate_synthetic(
+    settings: Settings, mode: str, *, links: int, length: int, seed: int
+) -> dict[str, dict[str, float]]:
+    """The active model of ``mode`` and the baselines on the synthetic test split.
+
+    With the same ``links``, ``length`` and ``seed`` as ``novacron train`` this is the
+    synthetic part of the training run's test set (the last 15% of each series).
+    """
+    from models.datasets import build_windows, synthetic_series
+    from models.training import baseline_predictions, choose_ewma_alpha
+
+    predictor = registry_source(settings)()[mode]
+    window = max(predictor.window_steps, 10)
+    data = build_windows(synthetic_series(mode, links, length, seed), window, by_file=False)
+    test = data["test"]
+    forecast = predictor.predict(test.windows)
+    ok = np.isfinite(forecast.point)
+    results = {
+        f"served ({predictor.name}:{predictor.version})": metrics_dict(
+            score(forecast.point[ok], test.targets[ok], forecast.lower[ok], forecast.upper[ok],
+                  forecast.confidence[ok])
+        )
+    }  # fmt: skip
+    alpha = choose_ewma_alpha(data["train"])
+    for name, pred in baseline_predictions(test.windows, alpha).items():
+        results[name] = metrics_dict(score(pred[ok], test.targets[ok]))
+    return results
