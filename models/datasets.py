@@ -38,10 +38,25 @@ class WindowSet:
     targets: np.ndarray
     weights: np.ndarray
     names: list[str] = field(default_factory=list)
+    families: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     @classmethod
     def empty(cls, window: int) -> WindowSet:
         return cls(np.zeros((0, window, 5)), np.zeros(0), np.zeros(0))
+
+    def balance_families(self) -> None:
+        """Reweight so every family (synthetic, each trace folder) has the same total weight.
+
+        Without it the family with the most windows decides what the model learns.
+        """
+        if self.families.size != self.targets.size or self.targets.size == 0:
+            return
+        names = np.unique(self.families)
+        share = self.weights.sum() / names.size
+        for name in names:
+            chosen = self.families == name
+            self.weights[chosen] *= share / self.weights[chosen].sum()
+        self.weights /= self.weights.mean()
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -151,7 +166,7 @@ def build_windows(
     ``by_file=True`` keeps every target of a series in one split (for trace files: the
     model is never scored on a link it trained on). ``stride`` thins training windows.
     """
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]] = {
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, str, str]]] = {
         "train": [], "val": [], "test": []
     }  # fmt: skip
     for s in series:
@@ -172,7 +187,9 @@ def build_windows(
             if split == "train" and stride > 1:
                 chosen &= (np.arange(targets.size) % stride) == 0
             if chosen.any():
-                parts[split].append((raw[chosen], targets[chosen], weights[chosen], s.name))
+                parts[split].append(
+                    (raw[chosen], targets[chosen], weights[chosen], s.name, s.family)
+                )
     out = {}
     for split, items in parts.items():
         if not items:
@@ -184,6 +201,7 @@ def build_windows(
             np.concatenate([i[1] for i in items]),
             w / w.mean(),
             sorted({i[3] for i in items}),
+            np.concatenate([np.full(i[1].size, i[4], dtype=object) for i in items]),
         )
     return out
 
@@ -216,7 +234,9 @@ def assemble(
             np.concatenate([s.targets for s in sets]),
             np.concatenate([s.weights for s in sets]),
             sorted(n for s in sets for n in s.names),
+            np.concatenate([s.families for s in sets]),
         )
+    out["train"].balance_families()
     return out
 
 
