@@ -42,6 +42,7 @@ class TrainRequest:
         epochs: override the mode's epochs (early stopping still applies).
         units: override the mode's LSTM units (e.g. a small model for tests).
         stride: keep every n-th training window (validation and test keep all).
+        horizon: predict the sample this many steps after the window's last (default 1).
         activate: ``auto`` activates only if it beats the active version on the same
             test data; ``always`` / ``never`` as they say.
     """
@@ -56,6 +57,7 @@ class TrainRequest:
     stride: int = 1
     seed: int = 0
     activate: Activation = "auto"
+    horizon: int = 1
 
 
 @dataclass(slots=True)
@@ -82,7 +84,10 @@ def prepare(request: TrainRequest) -> tuple[dict[str, WindowSet], FeatureStats, 
     if not synth and not any(folders):
         msg = "Nothing to train on: give --data FILE/DIR or leave synthetic data on."
         raise ConfigError(msg)
-    data = assemble(synth, folders, config.window, stride=request.stride, seed=request.seed)
+    data = assemble(
+        synth, folders, config.window, horizon=request.horizon, stride=request.stride,
+        seed=request.seed,
+    )  # fmt: skip
     stats = fit_stats([data["train"].windows[:, -1, :]])
     return data, stats, synth + [s for folder in folders for s in folder]
 
@@ -109,6 +114,7 @@ def train_bandwidth(
         seed=request.seed,
         on_epoch=on_epoch,
         extra=extra,
+        horizon=request.horizon,
     )
     dataset = "+".join(["synthetic"] * request.synthetic + [str(p) for p in request.data])
     return register_trained(registry, request.mode, trained, dataset, request.activate)

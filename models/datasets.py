@@ -84,8 +84,10 @@ def resample_zoh(times: np.ndarray, values: np.ndarray, step_s: float) -> np.nda
                [2.],
                [2.]])
     """
-    grid = np.arange(times[0], times[-1] + 1e-9, step_s)
-    index = np.searchsorted(times, grid + 1e-6, side="right") - 1
+    # Relative offsets: epoch times are too large for a 1e-9 tolerance to count.
+    offsets = times - times[0]
+    grid = step_s * np.arange(int(np.floor(offsets[-1] / step_s + 1e-6)) + 1)
+    index = np.searchsorted(offsets, grid + 1e-6, side="right") - 1
     return values[index]
 
 
@@ -211,17 +213,22 @@ def assemble(
     folders: Sequence[Sequence[Series]],
     window: int,
     *,
+    horizon: int = 1,
     stride: int = 1,
     seed: int = 0,
 ) -> dict[str, WindowSet]:
     """Train/val/test windows: synthetic series split by time, each folder by file."""
     parts = []
     if synthetic:
-        parts.append(build_windows(synthetic, window, by_file=False, stride=stride))
+        parts.append(
+            build_windows(synthetic, window, horizon=horizon, by_file=False, stride=stride)
+        )
     for files in folders:
         if files:
             parts.append(
-                build_windows(files, window, by_file=len(files) > 1, stride=stride, seed=seed)
+                build_windows(
+                    files, window, horizon=horizon, by_file=len(files) > 1, stride=stride, seed=seed
+                )
             )
     out = {}
     for split in ("train", "val", "test"):

@@ -273,6 +273,7 @@ def train_lstm(
     level: float = 0.8,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     extra: dict[str, Any] | None = None,
+    horizon: int = 1,
 ) -> TrainedModel:
     """Fit, calibrate the conformal interval on validation, export to ONNX, check parity."""
     threads = int(os.environ.get("NOVACRON_TF_THREADS", "0"))
@@ -295,6 +296,7 @@ def train_lstm(
         seed=seed,
         level=level,
         extra=extra,
+        horizon=horizon,
     )
 
 
@@ -311,8 +313,13 @@ def finalize(
     seed: int = 0,
     level: float = 0.8,
     extra: dict[str, Any] | None = None,
+    horizon: int = 1,
 ) -> TrainedModel:
-    """Calibrate the interval on validation, export to ONNX, score on test."""
+    """Calibrate the interval on validation, export to ONNX, score on test.
+
+    ``horizon`` must be the one the windows were built with (targets ``horizon`` steps
+    after each window's last sample).
+    """
     x_va, y_va, _, _ = _targets(data["val"], stats, 1)
     # Normalised conformal calibration on the validation split (never the test split).
     out_va = model.predict(x_va, batch_size=1024, verbose=0)[:, 0]
@@ -325,7 +332,7 @@ def finalize(
     metadata = ModelMetadata(
         mode=config.mode,
         window=config.window,
-        horizon=1,
+        horizon=horizon,
         min_history=config.min_history,
         channels=CHANNELS,
         stats=stats,
@@ -366,6 +373,7 @@ def finalize(
         "test_windows": int(ok.sum()),
         "train_seconds": train_seconds,
         "interval_level": level,
+        "horizon_steps": horizon,
     }
     return TrainedModel(
         onnx_path,

@@ -234,6 +234,7 @@ def train_bandwidth(
     ] = None,
     stride: Annotated[int, typer.Option(help="Keep every n-th training window.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    horizon: Annotated[int, typer.Option(help="Predict this many samples ahead.")] = 1,
     activate: Annotated[
         str, typer.Option(help="auto (if it beats the active), always, never.")
     ] = "auto",
@@ -261,6 +262,7 @@ def train_bandwidth(
         units=parsed_units if parsed_units and len(parsed_units) == 2 else None,  # type: ignore[arg-type]
         stride=stride,
         seed=seed,
+        horizon=horizon,
         activate=activate,  # type: ignore[arg-type]
     )
     registry = ModelRegistry.from_settings(_settings(ctx))

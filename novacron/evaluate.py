@@ -57,7 +57,7 @@ def _trace_csv(series: Series, path: Path) -> None:
 def _served(
     settings: Settings, series: Series, workdir: Path, source: RegistrySource
 ) -> np.ndarray:
-    """The served predictor's next-step predictions, aligned: out[t] predicts x[t]."""
+    """The served predictor's predictions, aligned: out[t] is the prediction for x[t]."""
     csv_path = workdir / "trace.csv"
     out_path = workdir / "replay.jsonl"
     _trace_csv(series, csv_path)
@@ -69,7 +69,8 @@ def _served(
     ]
     out = np.full(series.values.shape[0], np.nan)
     values = np.array([np.nan if p is None else p for p in predicted], dtype=float)
-    out[1 : values.size] = values[: values.size - 1]
+    k = source()["internet"].horizon_steps
+    out[k : values.size] = values[: values.size - k]
     return out
 
 

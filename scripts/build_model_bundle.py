@@ -56,7 +56,7 @@ def main() -> None:
                 "params": mv.params,
                 "metrics": mv.metrics,
                 "history": registry.history(name, mv.version),
-                "dataset": metrics and next(iter(metrics)) or "",
+                "dataset": next((d for d in metrics if not d.startswith("baseline:")), ""),
                 "notes": mv.notes,
             }
         )
