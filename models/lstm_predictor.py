@@ -17,7 +17,8 @@ import onnxruntime as ort
 
 from novacron.errors import ModelError
 
-from .features import CHANNELS, EPS_MBPS, FeatureStats, encode_windows
+from . import compiled
+from .features import CHANNELS, FeatureStats
 from .predictor import IntervalForecast
 
 METADATA_KEY = "novacron"
@@ -148,6 +149,9 @@ class LstmBandwidthPredictor:
         self.min_history = metadata.min_history
         self.horizon_steps = metadata.horizon
         self.interval_level = metadata.interval.level
+        self._stats = compiled.stats_array(metadata.stats)
+        # Compile the encoding and interval now rather than on the first event.
+        self.predict(np.full((1, metadata.window, 5), 100.0))
 
     @classmethod
     def load(
@@ -201,7 +205,7 @@ class LstmBandwidthPredictor:
         if windows.shape[1] < steps:
             pad = np.full((windows.shape[0], steps - windows.shape[1], windows.shape[2]), np.nan)
             windows = np.concatenate([pad, windows], axis=1)
-        return encode_windows(windows[:, -steps:], self.metadata.stats)
+        return compiled.encode(windows[:, -steps:], self._stats)
 
     def run(self, encoded: np.ndarray) -> np.ndarray:
         """Raw model output: predicted ``log(next / last)`` per row."""
@@ -211,14 +215,9 @@ class LstmBandwidthPredictor:
 
     def predict(self, windows: np.ndarray) -> IntervalForecast:
         encoded, last = self.encode(windows)
-        out = np.clip(self.run(encoded), -5.0, 5.0)
         spec = self.metadata.interval
-        scale = window_volatility(encoded, spec.scale_floor)
-        base = np.exp(last)
-        point = base * np.exp(out)
-        lower = base * np.exp(out + spec.q_low * scale)
-        upper = base * np.exp(out + spec.q_high * scale)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            confidence = np.clip(1.0 - (upper - lower) / (2.0 * np.maximum(point, EPS_MBPS)), 0, 1)
-        confidence = np.where(np.isfinite(confidence), confidence, 0.0)
+        point, lower, upper, confidence = compiled.interval(
+            self.run(encoded), last, encoded, spec.q_low, spec.q_high, spec.scale_floor,
+            VOLATILITY_STEPS,
+        )  # fmt: skip
         return IntervalForecast(point, lower, upper, confidence, spec.level)
