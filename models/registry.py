@@ -436,6 +436,8 @@ class ModelRegistry:
                 history=entry.get("history"), dataset=entry.get("dataset", ""),
                 notes=entry.get("notes", ""),
             )  # fmt: skip
+            for dataset, figures in (entry.get("baselines") or {}).items():
+                self.record_metrics(mv.name, mv.version, dataset, figures)
             imported.append(self.activate(mv.name, mv.version, reason=f"bundled in {bundle_dir}"))
         return imported
 

@@ -28,8 +28,17 @@ BUNDLE = Path(__file__).resolve().parents[1] / "models" / "artifacts"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--command-log", type=Path, help="file with the training commands used")
+    parser.add_argument(
+        "--source", action="append", default=[],
+        help="MODE=REGISTRY_DB:ARTIFACT_DIR, take that mode from another registry",
+    )  # fmt: skip
     args = parser.parse_args()
-    registry = ModelRegistry.from_settings(Settings())
+    default = ModelRegistry.from_settings(Settings())
+    sources = {}
+    for item in args.source:
+        mode, paths = item.split("=", 1)
+        db, artifacts = paths.split(":", 1)
+        sources[mode] = ModelRegistry(Path(db), Path(artifacts))
     BUNDLE.mkdir(parents=True, exist_ok=True)
     entries = []
     report = ["# Shipped bandwidth models", ""]
@@ -37,6 +46,7 @@ def main() -> None:
         report += ["Trained with:", "", "```", args.command_log.read_text().strip(), "```", ""]
     for mode in ("datacenter", "internet"):
         name = f"bandwidth-lstm-{mode}"
+        registry = sources.get(mode, default)
         mv = registry.active(name)
         if mv is None:
             print(f"{name}: nothing active; skipped")
@@ -57,6 +67,7 @@ def main() -> None:
                 "metrics": mv.metrics,
                 "history": registry.history(name, mv.version),
                 "dataset": next((d for d in metrics if not d.startswith("baseline:")), ""),
+            "baselines": {d: m for d, m in metrics.items() if d.startswith("baseline:")},
                 "notes": mv.notes,
             }
         )
