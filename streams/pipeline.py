@@ -83,12 +83,7 @@ class TelemetryPipeline:
     async def handle_link(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process a batch of ``telemetry.link.v1`` messages."""
         outcome = BatchOutcome()
-        samples: list[LinkSample] = []
-        for msg in messages:
-            ok, dead = decode_link(msg.value, msg.source)
-            samples.extend(ok)
-            outcome.dead_letters.extend(dead)
-        outcome.accepted = len(samples)
+        samples: list[LinkSample] = _decode_all(messages, decode_link, outcome)
         now = self.clock()
         if samples:
             keys = list(dict.fromkeys(s.link_id for s in samples))
@@ -111,12 +106,7 @@ class TelemetryPipeline:
     async def handle_host(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process a batch of ``telemetry.host.v1`` messages: validate and window them."""
         outcome = BatchOutcome()
-        samples: list[HostSample] = []
-        for msg in messages:
-            ok, dead = decode_host(msg.value, msg.source)
-            samples.extend(ok)
-            outcome.dead_letters.extend(dead)
-        outcome.accepted = len(samples)
+        samples: list[HostSample] = _decode_all(messages, decode_host, outcome)
         now = self.clock()
         if samples:
             entries = host_entries(samples)
@@ -140,3 +130,18 @@ class TelemetryPipeline:
             outcome.outputs.append(
                 OutputRecord(self.topics.dlq, key, dead_letter_record(dead, now))
             )
+
+
+def _decode_all(
+    messages: Sequence[RawMessage],
+    decode: Callable[[bytes, SourceRef], tuple[list[Any], list[DeadLetter]]],
+    outcome: BatchOutcome,
+) -> list[Any]:
+    """Decode every message; refused ones go to ``outcome.dead_letters``."""
+    samples: list[Any] = []
+    for msg in messages:
+        ok, dead = decode(msg.value, msg.source)
+        samples.extend(ok)
+        outcome.dead_letters.extend(dead)
+    outcome.accepted = len(samples)
+    return samples
