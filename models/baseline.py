@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .predictor import IntervalForecast, bandwidth_target
@@ -134,6 +136,21 @@ def ewma(series: np.ndarray, alpha: float = 0.3) -> np.ndarray:
         x = series[t]
         level = x if np.isnan(level) else alpha * x + (1 - alpha) * level
     return out
+
+
+def best_ewma_alpha(mae_of: Callable[[float], float], default: float = 0.5) -> float:
+    """The alpha in 0.1, 0.2, ..., 1.0 with the lowest ``mae_of(alpha)`` (NaN never wins).
+
+    Examples:
+        >>> best_ewma_alpha(lambda a: abs(a - 0.62))
+        0.6
+    """
+    best = (np.inf, default)
+    for alpha in np.round(np.arange(0.1, 1.0001, 0.1), 2):
+        error = mae_of(float(alpha))
+        if error < best[0]:
+            best = (error, float(alpha))
+    return best[1]
 
 
 def harmonic_mean(series: np.ndarray, n: int = 5) -> np.ndarray:

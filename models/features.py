@@ -22,7 +22,6 @@ were present.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import cache
 
 import numpy as np
 
@@ -94,38 +93,18 @@ def _ffill(values: np.ndarray) -> np.ndarray:
     return np.where(seen, filled, np.nan)
 
 
-@cache
-def _ewma_weights(steps: int) -> np.ndarray:
-    """``W[j, s]``: weight of sample j in the EWMA at step s, started at sample 0."""
-    j = np.arange(steps)[:, None]
-    s = np.arange(steps)[None, :]
-    weights = np.where(j <= s, EWMA_ALPHA * (1 - EWMA_ALPHA) ** np.maximum(s - j, 0), 0.0)
-    weights[0, :] = (1 - EWMA_ALPHA) ** s[0]
-    return weights
+def _ewma(log_x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Causal EWMA of the bandwidth, started at the first value; a gap keeps the level.
 
-
-def _ewma_loop(x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    This is the reference; serving runs the compiled twin in :mod:`models.compiled`.
+    """
+    x = np.exp(log_x)
     out = np.empty_like(x)
     level = x[:, 0].copy()
     for s in range(x.shape[1]):
         level = np.where(present[:, s], EWMA_ALPHA * x[:, s] + (1 - EWMA_ALPHA) * level, level)
         level = np.where(np.isfinite(level), level, x[:, s])
         out[:, s] = level
-    return out
-
-
-def _ewma(log_x: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Causal EWMA of the bandwidth; a step without a sample keeps the level.
-
-    One matrix product for windows without gaps (left padding repeats the first value,
-    which leaves the level unchanged, so it needs no special case); the step-by-step
-    recursion only for windows with a missing sample after their first one.
-    """
-    x = np.exp(log_x)
-    out = x @ _ewma_weights(x.shape[1])
-    gaps = np.any(~present & (np.cumsum(present, axis=1) > 0), axis=1)
-    if gaps.any():
-        out[gaps] = _ewma_loop(x[gaps], present[gaps])
     return np.log(np.maximum(out, EPS_MBPS))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from novacron.errors import ConfigError, ModelError
 
-from .baseline import harmonic_mean_of_last
+from .baseline import best_ewma_alpha, harmonic_mean_of_last
 from .datasets import WindowSet
 from .features import CHANNELS, FeatureStats, encode_windows
 from .lstm_predictor import IntervalSpec, LstmBandwidthPredictor, ModelMetadata, window_volatility
@@ -134,13 +134,9 @@ def baseline_predictions(windows: np.ndarray, alpha: float) -> dict[str, np.ndar
 
 def choose_ewma_alpha(train: WindowSet) -> float:
     """The EWMA alpha with the lowest training MAE (never chosen on test data)."""
-    best = (np.inf, 0.5)
     sample = slice(0, min(len(train), 20_000))
-    for alpha in np.round(np.arange(0.1, 1.0001, 0.1), 2):
-        pred = window_ewma(train.windows[sample], float(alpha))
-        err = float(np.nanmean(np.abs(pred - train.targets[sample])))
-        best = min(best, (err, float(alpha)))
-    return best[1]
+    windows, targets = train.windows[sample], train.targets[sample]
+    return best_ewma_alpha(lambda a: float(np.nanmean(np.abs(window_ewma(windows, a) - targets))))
 
 
 def build_model(config: ModeConfig, units: tuple[int, int] | None = None) -> Any:
@@ -199,8 +195,8 @@ def fit_model(
         sizes = {k: len(v) for k, v in data.items()}
         msg = f"Training needs windows in train, val and test; got {sizes}. Give more data."
         raise ModelError(msg)
-    x_tr, y_tr, w_tr, _ = _targets(data["train"], stats, 1)
-    x_va, y_va, w_va, _ = _targets(data["val"], stats, 1)
+    x_tr, y_tr, w_tr, _ = _targets(data["train"], stats)
+    x_va, y_va, w_va, _ = _targets(data["val"], stats)
     model = build_model(config, units)
 
     started = time.perf_counter()
@@ -247,7 +243,7 @@ class TrainedModel:
 
 
 def _targets(
-    windows: WindowSet, stats: FeatureStats, horizon: int
+    windows: WindowSet, stats: FeatureStats
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x, last = encode_windows(windows.windows, stats)
     ok = np.isfinite(last) & (windows.targets > 0)
@@ -320,7 +316,7 @@ def finalize(
     ``horizon`` must be the one the windows were built with (targets ``horizon`` steps
     after each window's last sample).
     """
-    x_va, y_va, _, _ = _targets(data["val"], stats, 1)
+    x_va, y_va, _, _ = _targets(data["val"], stats)
     # Normalised conformal calibration on the validation split (never the test split).
     out_va = model.predict(x_va, batch_size=1024, verbose=0)[:, 0]
     scale = window_volatility(x_va, 0.01)

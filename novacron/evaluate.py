@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from models.baseline import ewma, harmonic_mean, last_value
+from models.baseline import best_ewma_alpha, ewma, harmonic_mean, last_value
 from models.datasets import Series, read_series
 from models.serving import RegistrySource, registry_source
 from models.training import metrics_dict, score
@@ -55,7 +55,7 @@ def _trace_csv(series: Series, path: Path) -> None:
 
 
 def _served(
-    settings: Settings, series: Series, workdir: Path, source: RegistrySource
+    settings: Settings, series: Series, workdir: Path, source: RegistrySource, horizon: int
 ) -> np.ndarray:
     """The served predictor's predictions, aligned: out[t] is the prediction for x[t]."""
     csv_path = workdir / "trace.csv"
@@ -69,19 +69,16 @@ def _served(
     ]
     out = np.full(series.values.shape[0], np.nan)
     values = np.array([np.nan if p is None else p for p in predicted], dtype=float)
-    k = source()["internet"].horizon_steps
-    out[k : values.size] = values[: values.size - k]
+    out[horizon : values.size] = values[: values.size - horizon]
     return out
 
 
 def _choose_alpha(train: list[np.ndarray]) -> float:
     if not train:
         return 0.5
-    best = (np.inf, 0.5)
-    for alpha in np.round(np.arange(0.1, 1.0001, 0.1), 2):
-        errors = np.concatenate([np.abs(ewma(x, float(alpha)) - x)[1:] for x in train])
-        best = min(best, (float(np.nanmean(errors)), float(alpha)))
-    return best[1]
+    return best_ewma_alpha(
+        lambda a: float(np.nanmean(np.concatenate([np.abs(ewma(x, a) - x)[1:] for x in train])))
+    )
 
 
 def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
@@ -101,6 +98,7 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
         for family, files in sorted(families.items()):
             scored: dict[str, list[np.ndarray]] = defaultdict(list)
             actual: list[np.ndarray] = []
+            traces: list[tuple[np.ndarray, np.ndarray]] = []  # (series, scored mask)
             excluded: list[np.ndarray] = []
             result = FamilyResult(family, len(files), 0, f"{predictor.name}:{predictor.version}")
             for path in files:
@@ -109,16 +107,15 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
                     if series.name in seen:
                         excluded.append(x)
                         continue
-                    served = _served(settings, series, workdir, source)
+                    served = _served(settings, series, workdir, source, predictor.horizon_steps)
                     mask = np.isfinite(served) & np.isfinite(x)
                     mask[: predictor.min_history] = False
                     scored["served"].append(served[mask])
                     actual.append(x[mask])
-                    scored["_x"].append(x)
-                    scored["_mask"].append(mask)
+                    traces.append((x, mask))
             result.excluded = len(excluded)
             result.ewma_alpha = _choose_alpha(excluded)
-            for x, mask in zip(scored["_x"], scored["_mask"], strict=True):
+            for x, mask in traces:
                 scored["last_value"].append(last_value(x)[mask])
                 scored["ewma"].append(ewma(x, result.ewma_alpha)[mask])
                 scored["harmonic_mean_5"].append(harmonic_mean(x, 5)[mask])

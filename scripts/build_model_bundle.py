@@ -67,7 +67,7 @@ def main() -> None:
                 "metrics": mv.metrics,
                 "history": registry.history(name, mv.version),
                 "dataset": next((d for d in metrics if not d.startswith("baseline:")), ""),
-            "baselines": {d: m for d, m in metrics.items() if d.startswith("baseline:")},
+                "baselines": {d: m for d, m in metrics.items() if d.startswith("baseline:")},
                 "notes": mv.notes,
             }
         )

@@ -112,7 +112,7 @@ class BandwidthProcessor:
             win = state.get(sample.link_id)
             if win is None:
                 win = state[sample.link_id] = _KeyWindow(windows.get(sample.link_id, ()))
-            snapshot = self._advance(win, sample, result)
+            snapshot = self._advance(win, sample, result, predictor.window_steps)
             actual = sample.bandwidth_mbps
             if actual is None:
                 actual = sample.throughput_mbps
@@ -128,9 +128,7 @@ class BandwidthProcessor:
             if len(snapshot) < predictor.min_history:
                 result.warming_up += 1
                 continue
-            due.setdefault(sample.mode, []).append(
-                _Due(sample, snapshot[-predictor.window_steps :], score)
-            )
+            due.setdefault(sample.mode, []).append(_Due(sample, snapshot, score))
         for mode, items in due.items():
             self._predict(predictors[mode], items, result)
         if len(due) > 1:
@@ -140,21 +138,21 @@ class BandwidthProcessor:
         return result
 
     def _advance(
-        self, win: _KeyWindow, sample: LinkSample, result: LinkBatchResult
+        self, win: _KeyWindow, sample: LinkSample, result: LinkBatchResult, steps: int
     ) -> list[WindowEntry]:
-        """Append the sample (unless redelivered) and return the window ending at it."""
+        """Append the sample (unless redelivered); return the last ``steps`` entries up to it."""
         if sample.event_id in win.ids:
             result.duplicates += 1
             for i, entry in enumerate(win.entries):
                 if entry.event_id == sample.event_id:
-                    return win.entries[: i + 1]
+                    return win.entries[max(0, i + 1 - steps) : i + 1]
         entry = WindowEntry(sample.event_id, sample.ts, sample.values())
         win.entries.append(entry)
         win.ids.add(entry.event_id)
         if len(win.entries) > self.window_size:
             win.ids.discard(win.entries.pop(0).event_id)
         result.appends.setdefault(sample.link_id, []).append(entry)
-        return list(win.entries)
+        return win.entries[-steps:]
 
     def _predict(
         self, predictor: BandwidthPredictor, items: list[_Due], result: LinkBatchResult

@@ -6,7 +6,6 @@ idempotent per event id, so a redelivered event does not enter the window twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,19 +38,6 @@ class CappedWindow:
 
     def result(self, state: tuple[WindowEntry, ...]) -> tuple[WindowEntry, ...]:
         return state
-
-
-def as_array(entries: Sequence[WindowEntry], width: int) -> np.ndarray:
-    """Window values as a float64 array of shape ``(len(entries), width)``, NaN = absent.
-
-    Examples:
-        >>> as_array([WindowEntry("a", 0.0, (1.0, float("nan")))], 2)
-        array([[ 1., nan]])
-    """
-    out = np.full((len(entries), width), np.nan)
-    for i, entry in enumerate(entries):
-        out[i, : len(entry.values)] = entry.values
-    return out
 
 
 def median_steps(times: np.ndarray, default: float = 1.0) -> np.ndarray:
