@@ -16,7 +16,7 @@ import numpy as np
 
 from novacron.errors import InputFileError
 
-from .features import series_windows
+from .features import last_bandwidth, series_windows
 from .synthetic import synthesize_link_series
 
 
@@ -32,7 +32,7 @@ class Series:
 
 @dataclass(slots=True)
 class WindowSet:
-    """Raw windows with their targets; ``weight`` makes each series count equally."""
+    """Raw windows with their targets and training weights (each series counts alike)."""
 
     windows: np.ndarray
     targets: np.ndarray
@@ -177,8 +177,10 @@ def build_windows(
         raw, targets, index = raw[ok], targets[ok], index[ok]
         if targets.size == 0:
             continue
+        # The loss is |prediction - actual| / last; weighting it by last / level makes it
+        # the absolute error in units of the series' level, so every series counts alike.
         level = float(np.mean(targets)) or 1.0
-        weights = np.full(targets.shape, 1.0 / max(level, 1e-6))
+        weights = np.nan_to_num(last_bandwidth(raw)) / max(level, 1e-6)
         if by_file:
             labels = np.full(targets.shape, split_of(s.name, seed), dtype=object)
         else:

@@ -163,6 +163,22 @@ def encode_windows(windows: np.ndarray, stats: FeatureStats) -> tuple[np.ndarray
     return np.nan_to_num(out, copy=False), last
 
 
+def last_bandwidth(windows: np.ndarray) -> np.ndarray:
+    """Each raw window's last bandwidth value, NaN where it holds none.
+
+    Examples:
+        >>> w = np.full((2, 3, 5), np.nan)
+        >>> w[0, :2, 4] = [10.0, 20.0]
+        >>> last_bandwidth(w).tolist()[0], bool(np.isnan(last_bandwidth(w)[1]))
+        (20.0, True)
+    """
+    target = bandwidth_target(windows)
+    finite = np.isfinite(target)
+    last_index = target.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
+    last = target[np.arange(target.shape[0]), last_index]
+    return np.where(finite.any(axis=1), last, np.nan)
+
+
 def seen_features(windows: np.ndarray) -> np.ndarray:
     """Which of the five measures each window held at least once, ``(B, 5)`` bool."""
     return np.asarray(np.any(np.isfinite(windows), axis=1))

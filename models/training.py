@@ -20,7 +20,7 @@ from novacron.errors import ConfigError, ModelError
 
 from .baseline import best_ewma_alpha, harmonic_mean_of_last
 from .datasets import WindowSet
-from .features import CHANNELS, FeatureStats, encode_windows
+from .features import CHANNELS, FeatureStats, encode_windows, last_bandwidth
 from .lstm_predictor import IntervalSpec, LstmBandwidthPredictor, ModelMetadata, window_volatility
 from .predictor import bandwidth_target
 
@@ -122,11 +122,8 @@ def window_ewma(windows: np.ndarray, alpha: float) -> np.ndarray:
 def baseline_predictions(windows: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
     """Last value, EWMA and harmonic mean of 5 on the same windows."""
     target = bandwidth_target(windows)
-    finite = np.isfinite(target)
-    last_index = target.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
-    last = target[np.arange(target.shape[0]), last_index]
     return {
-        "last_value": last,
+        "last_value": last_bandwidth(windows),
         "ewma": window_ewma(windows, alpha),
         "harmonic_mean_5": harmonic_mean_of_last(target, 5),
     }
@@ -182,11 +179,14 @@ def fit_model(
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     max_seconds: float | None = None,
+    init_weights: Path | None = None,
 ) -> tuple[Any, list[dict[str, float]], float]:
     """Fit with early stopping (best weights restored); returns model, history, seconds.
 
     ``max_seconds`` ends training after the epoch that passes it, still restoring the
-    best weights (for a machine lent for a fixed time).
+    best weights (for a machine lent for a fixed time). ``init_weights`` starts from a
+    saved model of the same architecture (fine-tuning on more data) instead of from
+    random weights.
     """
     import keras
 
@@ -198,6 +198,8 @@ def fit_model(
     x_tr, y_tr, w_tr, _ = _targets(data["train"], stats)
     x_va, y_va, w_va, _ = _targets(data["val"], stats)
     model = build_model(config, units)
+    if init_weights is not None:
+        model.load_weights(init_weights)
 
     started = time.perf_counter()
 
@@ -248,8 +250,7 @@ def _targets(
     x, last = encode_windows(windows.windows, stats)
     ok = np.isfinite(last) & (windows.targets > 0)
     y = np.log(np.maximum(windows.targets, 1e-3)) - last
-    weights = windows.weights * np.exp(last)
-    weights = np.where(ok, weights, 0.0)
+    weights = np.where(ok, windows.weights, 0.0)
     return (
         x[ok],
         y[ok].astype(np.float32),

@@ -41,6 +41,9 @@ def main() -> None:
     synthetic, folders = load_series(args.series)
     data = assemble(synthetic, folders, config.window, stride=fit["stride"], seed=fit["seed"])
     stats = fit_stats([data["train"].windows[:, -1, :]])
+    if fit.get("init_from"):
+        # A fine-tune keeps the input statistics of the model it started from.
+        stats = FeatureStats.from_dict(fit["init_from"]["fit"]["stats"])
     fitted = FeatureStats.from_dict(fit["stats"]).to_dict()
     if not all(abs(v - fitted[k]) <= 1e-6 * max(1.0, abs(v)) for k, v in stats.to_dict().items()):
         msg = "the rebuilt windows differ from those the weights were fitted on"
@@ -52,6 +55,12 @@ def main() -> None:
         "trained_on": data["train"].names, "validated_on": data["val"].names,
         "tested_on": data["test"].names, "fitted_with": fit["backend"],
     }  # fmt: skip
+    if fit.get("init_from"):
+        start = fit["init_from"]["fit"]
+        extra["fine_tuned_from"] = {
+            "epochs": len(start["history"]), "train_seconds": start["train_seconds"],
+            "backend": start["backend"], "series": start.get("series", ""),
+        }  # fmt: skip
     trained = finalize(
         config,
         model,

@@ -8,6 +8,10 @@ ONNX (with the parity check) and registers the version. Usage on the accelerator
     pip install --no-index --find-links .gpu keras
     KERAS_BACKEND=jax python scripts/accelerator_train.py --series .gpu/internet.npz \\
         --mode internet --out "$OUT"
+
+``--init-from DIR`` continues from an earlier fit's weights and input statistics (for
+example a model fitted on real traces, fine-tuned on traces plus synthetic links). It runs
+on any Keras backend, so a short fine-tune also works on the CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.datasets import assemble, load_series  # noqa: E402
-from models.features import fit_stats  # noqa: E402
+from models.features import FeatureStats, fit_stats  # noqa: E402
 from models.training import fit_model, mode_config  # noqa: E402
 
 
@@ -35,12 +39,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--init-from", type=Path, default=None)
     args = parser.parse_args()
     config = mode_config(args.mode)
     units = tuple(int(u) for u in args.units.split(",")) if args.units else None
     synthetic, folders = load_series(args.series)
     data = assemble(synthetic, folders, config.window, stride=args.stride, seed=args.seed)
     stats = fit_stats([data["train"].windows[:, -1, :]])
+    init = None
+    if args.init_from is not None:
+        # The earlier model's input scaling is part of what it learned: keep it.
+        start = json.loads((args.init_from / "fit.json").read_text())
+        stats = FeatureStats.from_dict(start["stats"])
+        units = tuple(start["units"])
+        init = args.init_from / "model.weights.h5"
     print({k: len(v) for k, v in data.items()}, flush=True)
     started = time.time()
 
@@ -56,6 +68,7 @@ def main() -> None:
         seed=args.seed,
         on_epoch=report,
         max_seconds=args.max_seconds,
+        init_weights=init,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_weights(args.out / "model.weights.h5")
@@ -63,6 +76,10 @@ def main() -> None:
         "history": history, "train_seconds": seconds, "stats": stats.to_dict(),
         "units": list(units or config.units), "epochs": args.epochs, "stride": args.stride,
         "seed": args.seed, "mode": args.mode, "backend": __import__("keras").backend.backend(),
+        "series": args.series.name,
+        "init_from": None if init is None else {
+            "dir": str(args.init_from), "fit": json.loads((args.init_from / "fit.json").read_text()),
+        },
     }, indent=2))  # fmt: skip
     print(f"done in {seconds:.0f}s", flush=True)
 

@@ -53,6 +53,22 @@ def test_families_weigh_the_same_in_training() -> None:
     assert sums["big"] == pytest.approx(sums["small"], rel=1e-9)
 
 
+def test_families_of_different_levels_weigh_the_same_in_the_loss() -> None:
+    """A 1 Gbit/s family must not outweigh a 1 Mbit/s one in the training loss."""
+    from models.features import FeatureStats
+    from models.training import _targets
+
+    rng = np.random.default_rng(0)
+    fast = [Series(f"f{i}", 1000.0 * (1 + 0.1 * rng.random((300, 5))), 1.0, "fast") for i in range(2)]
+    slow = [Series(f"s{i}", 1.0 + 0.1 * rng.random((300, 5)), 1.0, "slow") for i in range(2)]
+    train = assemble(fast, [slow], 10)["train"]
+    _, _, weights, ok = _targets(train, FeatureStats())
+    families = train.families[ok]
+    assert weights[families == "fast"].sum() == pytest.approx(
+        weights[families == "slow"].sum(), rel=0.02
+    )
+
+
 def test_series_file_round_trip(tmp_path: Path) -> None:
     s = [Series("x", np.random.default_rng(0).random((50, 5)), 1.0, "synthetic")]
     f = [[Series("y", np.ones((20, 5)), 5.0, "fcc")]]
