@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from novacron.settings import Settings
 
 log = logging.getLogger(__name__)
+BUNDLED = "bundled in"
+"""How an activation by :meth:`ModelRegistry.import_bundle` begins its reason."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _BUSY_TIMEOUT_S = 10.0
@@ -404,11 +406,15 @@ class ModelRegistry:
         return _check_digest(self.artifact_path(mv), mv.sha256, f"The artifact of {mv.ref}", fix)
 
     def import_bundle(self, bundle_dir: Path) -> list[ModelVersion]:
-        """Register and activate the models of a bundle whose name the registry lacks.
+        """Register and activate the shipped models of a bundle.
 
         ``bundle_dir/manifest.json`` is a list of ``{name, mode, file, sha256, params,
-        metrics, history, dataset, notes}``; each file's sha256 is checked first.
-        Returns the versions activated (none on a second call).
+        metrics, history, dataset, notes}``; each file's sha256 is checked first. A model
+        the registry lacks is registered and activated. A shipped model that is new to a
+        registry that has the name (an upgraded package) is registered, and activated
+        only if the active version is itself a shipped one: a version the user trained or
+        activated by hand stays active. Returns the versions activated (none on a second
+        call).
         """
         manifest = Path(bundle_dir) / "manifest.json"
         try:
@@ -419,14 +425,15 @@ class ModelRegistry:
         if not isinstance(entries, list):
             msg = f"'{manifest}' must hold a JSON list. Got {type(entries).__name__} instead."
             raise RegistryError(msg)
-        present = {n for (n,) in self._rows("SELECT DISTINCT name FROM model_registry")}
+        known = set(self._rows("SELECT name, sha256 FROM model_registry"))
+        present = {name for name, _ in known}
         imported: list[ModelVersion] = []
         for index, entry in enumerate(entries):
             required = {"name", "mode", "file", "sha256"}
             if not isinstance(entry, dict) or not required <= entry.keys():
                 msg = f"Entry {index} of '{manifest}' needs keys {sorted(required)}. Got {entry!r}."
                 raise RegistryError(msg)
-            if entry["name"] in present:
+            if (entry["name"], entry["sha256"]) in known:
                 continue
             source = Path(bundle_dir) / entry["file"]
             _check_digest(source, entry["sha256"], "The bundled model", "reinstall the package")
@@ -438,8 +445,18 @@ class ModelRegistry:
             )  # fmt: skip
             for dataset, figures in (entry.get("baselines") or {}).items():
                 self.record_metrics(mv.name, mv.version, dataset, figures)
-            imported.append(self.activate(mv.name, mv.version, reason=f"bundled in {bundle_dir}"))
+            if mv.name in present and not self._shipped_is_active(mv.name):
+                continue
+            imported.append(self.activate(mv.name, mv.version, reason=f"{BUNDLED} {bundle_dir}"))
         return imported
+
+    def _shipped_is_active(self, name: str) -> bool:
+        """Whether the latest activation of ``name`` was an import of a shipped bundle."""
+        rows = self._rows(
+            "SELECT action, reason FROM activations WHERE name = ? ORDER BY id DESC LIMIT 1",
+            (name,),
+        )
+        return bool(rows) and rows[0][0] == "activate" and str(rows[0][1]).startswith(BUNDLED)
 
     def _unknown_model(self, name: str) -> str:
         names = sorted(n for (n,) in self._rows("SELECT DISTINCT name FROM model_registry"))

@@ -68,6 +68,11 @@ def print_eval(results: list[Any], console: Console) -> None:
                 str(int(m["n"])),
             )
         console.print(table)
+        low, high = r.gain_ci90
+        console.print(
+            f"  served MAE {r.gain_pct():+.1f}% lower than {r.best_baseline()}'s "
+            f"(90% interval over resampled traces: {low:+.1f}% to {high:+.1f}%)"
+        )
 
 
 def print_inference(rows: list[dict[str, Any]], console: Console) -> None:

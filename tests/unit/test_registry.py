@@ -197,7 +197,7 @@ def test_register_rejects_bad_input(
 
 def _bundle(tmp_path: Path, content: bytes, sha256: str | None = None) -> Path:
     bundle = tmp_path / "bundle"
-    bundle.mkdir(exist_ok=True)
+    bundle.mkdir(parents=True, exist_ok=True)
     (bundle / "dc.onnx").write_bytes(content)
     entry = {
         "name": NAME,
@@ -223,6 +223,27 @@ def test_import_bundle_is_idempotent(registry: ModelRegistry, tmp_path: Path) ->
     assert registry.history(NAME, "1") == [{"epoch": 1, "loss": 0.3}]
     assert registry.import_bundle(bundle) == []
     assert len(registry.versions()) == 1
+
+
+def test_an_upgraded_bundle_replaces_the_shipped_model(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.import_bundle(_bundle(tmp_path / "old", b"old default"))
+    activated = registry.import_bundle(_bundle(tmp_path / "new", b"new default"))
+    assert [mv.ref for mv in activated] == [f"{NAME}:2"]
+    assert registry.active(NAME).version == "2"  # type: ignore[union-attr]
+    assert registry.import_bundle(_bundle(tmp_path / "new", b"new default")) == []
+
+
+def test_an_upgraded_bundle_leaves_the_users_model_active(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.import_bundle(_bundle(tmp_path / "old", b"old default"))
+    mine = _register(registry, tmp_path, b"trained by the user")
+    registry.activate(NAME, mine.version, reason="beats the shipped one")
+    assert registry.import_bundle(_bundle(tmp_path / "new", b"new default")) == []
+    assert registry.active(NAME).version == mine.version  # type: ignore[union-attr]
+    assert len(registry.versions(NAME)) == 3  # the new shipped model is registered, not active
 
 
 def test_import_bundle_checks_the_manifest_sha256(registry: ModelRegistry, tmp_path: Path) -> None:
