@@ -136,8 +136,13 @@ class LstmBandwidthPredictor:
     """The LSTM of one mode behind the :class:`BandwidthPredictor` interface.
 
     ``predict`` takes raw windows ``(B, T, 5)``; windows shorter than the model's are
-    left-padded. All rows go through one ``session.run`` call.
+    left-padded. Rows go through ``session.run`` in chunks of at most ``max_rows_per_run``:
+    onnxruntime's LSTM keeps every step's state for the whole batch, so one call on the
+    50,000 windows of a batch of 100-sample messages would need about 17 GB for the
+    internet model and is slower per row than 256-row calls.
     """
+
+    max_rows_per_run = 256
 
     def __init__(self, name: str, loaded: LoadedModel, metadata: ModelMetadata) -> None:
         self.name = name
@@ -210,8 +215,12 @@ class LstmBandwidthPredictor:
     def run(self, encoded: np.ndarray) -> np.ndarray:
         """Raw model output: predicted ``log(next / last)`` per row."""
         spec = self.loaded.input_spec
-        result = self.loaded.session.run(None, {spec.name: encoded})[0]
-        return np.asarray(result, dtype=np.float64).reshape(-1)
+        step = self.max_rows_per_run
+        parts = [
+            self.loaded.session.run(None, {spec.name: encoded[start : start + step]})[0]
+            for start in range(0, max(encoded.shape[0], 1), step)
+        ]
+        return np.asarray(np.concatenate(parts), dtype=np.float64).reshape(-1)
 
     def predict(self, windows: np.ndarray) -> IntervalForecast:
         encoded, last = self.encode(windows)

@@ -57,6 +57,24 @@ def test_predictor_serves_missing_features_and_short_windows(tiny: TrainedModel)
         assert np.all(forecast.lower <= forecast.point) and np.all(forecast.point <= forecast.upper)
 
 
+def test_large_batches_run_in_bounded_chunks(tiny: TrainedModel) -> None:
+    predictor = LstmBandwidthPredictor.load(tiny.onnx_path, name="tiny", version="1")
+    windows = tiny.test.windows[:50]
+    whole = predictor.predict(windows).point
+    calls = []
+    session_run = predictor.loaded.session.run
+
+    def counting_run(outputs: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append(next(iter(feeds.values())).shape[0])
+        return session_run(outputs, feeds)  # type: ignore[no-any-return]
+
+    predictor.max_rows_per_run = 16
+    predictor.loaded.session.run = counting_run  # type: ignore[method-assign]
+    chunked = predictor.predict(windows).point
+    assert calls == [16, 16, 16, 2]
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)
+
+
 def test_load_refuses_a_model_without_metadata(tiny: TrainedModel, tmp_path: Path) -> None:
     proto = onnx.load(str(tiny.onnx_path))
     del proto.metadata_props[:]
