@@ -84,8 +84,12 @@ def _served(
 
 
 def gain_interval(
-    served: list[np.ndarray], baseline: list[np.ndarray], actual: list[np.ndarray],
-    *, reps: int = 2000, seed: int = 0,
+    served: list[np.ndarray],
+    baseline: list[np.ndarray],
+    actual: list[np.ndarray],
+    *,
+    reps: int = 2000,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """90% bootstrap interval of ``100 * (1 - MAE_served / MAE_baseline)`` over traces.
 

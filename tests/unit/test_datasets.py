@@ -59,8 +59,8 @@ def test_families_of_different_levels_weigh_the_same_in_the_loss() -> None:
     from models.training import _targets
 
     rng = np.random.default_rng(0)
-    fast = [Series(f"f{i}", 1000.0 * (1 + 0.1 * rng.random((300, 5))), 1.0, "fast") for i in range(2)]
-    slow = [Series(f"s{i}", 1.0 + 0.1 * rng.random((300, 5)), 1.0, "slow") for i in range(2)]
+    fast = [Series(f"f{i}", 1e3 * (1 + 0.1 * rng.random((300, 5))), 1.0, "fast") for i in range(2)]
+    slow = [Series(f"s{i}", 1 + 0.1 * rng.random((300, 5)), 1.0, "slow") for i in range(2)]
     train = assemble(fast, [slow], 10)["train"]
     _, _, weights, ok = _targets(train, FeatureStats())
     families = train.families[ok]
