@@ -5,7 +5,7 @@ the working tree); the weights come back and ``scripts/accelerator_finish.py`` r
 same windows here, loads them into the TensorFlow-backend model, calibrates, exports to
 ONNX (with the parity check) and registers the version. Usage on the accelerator::
 
-    pip install --no-index --find-links .gpu keras
+    python -m pip install --no-deps --no-index .gpu/*.whl   # keras and its pure wheels
     KERAS_BACKEND=jax python scripts/accelerator_train.py --series .gpu/internet.npz \\
         --mode internet --out "$OUT"
 
