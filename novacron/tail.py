@@ -210,13 +210,17 @@ def _dead_letter(key: str | None, v: Mapping[str, Any]) -> str:
     )
 
 
-def _alert(key: str | None, v: Mapping[str, Any]) -> str:
+def _summary(v: Mapping[str, Any]) -> str:
+    """The one-line summary of a record's structured ``reason``, if it has one."""
     reason = v.get("reason")
-    summary = reason.get("summary", "") if isinstance(reason, Mapping) else ""
+    return str(reason.get("summary", "")) if isinstance(reason, Mapping) else ""
+
+
+def _alert(key: str | None, v: Mapping[str, Any]) -> str:
     return (
         f"{v.get('entity_id', key)}  {_hms(v.get('ts'))}  {str(v.get('severity', '?')).upper()} "
         f"{v.get('anomaly_type', '?')}  score {_num(v.get('anomaly_score'), '.2f')}  "
-        f"{summary}  {_model(v)}"
+        f"{_summary(v)}  {_model(v)}"
     )
 
 
@@ -229,8 +233,6 @@ def _workload(key: str | None, v: Mapping[str, Any]) -> str:
 
 
 def _scaling(key: str | None, v: Mapping[str, Any]) -> str:
-    reason = v.get("reason")
-    summary = reason.get("summary", "") if isinstance(reason, Mapping) else ""
     change = ""
     if "current_value" in v or "target_value" in v:
         change = f" {_num(v.get('current_value'), '.1f')} -> {_num(v.get('target_value'), '.1f')}"
@@ -238,7 +240,7 @@ def _scaling(key: str | None, v: Mapping[str, Any]) -> str:
         f"{v.get('target', key)}  {_hms(v.get('ts'))}  {v.get('action', '?')} "
         f"{v.get('resource', '?')}{change}  {v.get('policy', '?')}  "
         f"score {_num(v.get('score'), '.2f')} conf {_num(v.get('confidence'), '.2f')}  "
-        f"{summary}  {_model(v)}"
+        f"{_summary(v)}  {_model(v)}"
     )
 
 

@@ -46,7 +46,7 @@ def main() -> None:
     synthetic, folders = load_series(args.series)
     data = assemble(synthetic, folders, config.window, stride=args.stride, seed=args.seed)
     stats = fit_stats([data["train"].windows[:, -1, :]])
-    init = None
+    init, start = None, None
     if args.init_from is not None:
         # The earlier model's input scaling is part of what it learned: keep it.
         start = json.loads((args.init_from / "fit.json").read_text())
@@ -77,9 +77,7 @@ def main() -> None:
         "units": list(units or config.units), "epochs": args.epochs, "stride": args.stride,
         "seed": args.seed, "mode": args.mode, "backend": __import__("keras").backend.backend(),
         "series": args.series.name,
-        "init_from": None if init is None else {
-            "dir": str(args.init_from), "fit": json.loads((args.init_from / "fit.json").read_text()),
-        },
+        "init_from": None if start is None else {"dir": str(args.init_from), "fit": start},
     }, indent=2))  # fmt: skip
     print(f"done in {seconds:.0f}s", flush=True)
 
