@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from models.serving import ModelHolder, model_loaded_events
 from novacron.settings import Settings
+from online.gain import OnlineGain
 from streams.codec import encode
 from streams.pipeline import BatchOutcome, OutputTopics, RawMessage, TelemetryPipeline
 from streams.processor import BandwidthProcessor
@@ -73,7 +74,11 @@ class WorkerContext:
                     prefix=s.redis_key_prefix,
                     owns_client=False,
                 )
-                processor = BandwidthProcessor(self.models.predictor_for, s.window_size)
+                processor = BandwidthProcessor(
+                    self.models.predictor_for,
+                    s.window_size,
+                    OnlineGain() if s.online_gain else None,
+                )
                 topics = OutputTopics(predictions=s.topics.predictions, dlq=s.topics.dlq)
                 self._pipeline = TelemetryPipeline(
                     processor, TimedWindowStore(store, self.metrics), time.time, topics

@@ -2,8 +2,10 @@
 
 Each trace is resampled to its fixed grid (zero-order hold), written as a CSV and run
 through ``novacron replay`` with the registry's active models, so the figures are those
-of the predictor the worker serves. Files the model trained or was validated on are left
-out. Baselines are scored on exactly the same targets.
+of the predictor the worker serves (with the per-link online gain when the settings
+enable it, as they do by default). The same replay without the online gain is scored
+alongside as ``model_only``. Files the model trained or was validated on are left out.
+Baselines are scored on exactly the same targets.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .replaying import run_replay
 from .settings import Settings
 
 BASELINES = ("last_value", "ewma", "harmonic_mean_5")
+MODEL_ONLY = "model_only"
 
 
 @dataclass(slots=True)
@@ -42,6 +45,9 @@ class FamilyResult:
     gain_ci90: tuple[float, float] = (float("nan"), float("nan"))
     """90% bootstrap interval (resampling whole traces) of the served predictor's MAE
     reduction against the best baseline, in percent."""
+    acc20_ci90: tuple[float, float] = (float("nan"), float("nan"))
+    """90% bootstrap interval (whole traces) of the served ±20% accuracy minus the best
+    baseline's, in percentage points."""
 
     def best_baseline(self) -> str:
         return min(BASELINES, key=lambda b: self.methods[b]["mae"])
@@ -67,20 +73,35 @@ def _trace_csv(series: Series, path: Path) -> None:
 def _served(
     settings: Settings, series: Series, workdir: Path, source: RegistrySource, horizon: int
 ) -> np.ndarray:
-    """The served predictor's predictions, aligned: out[t] is the prediction for x[t]."""
+    """The served predictions, aligned: ``out[t]`` is (point, lower, upper) for ``x[t]``."""
     csv_path = workdir / "trace.csv"
     out_path = workdir / "replay.jsonl"
     _trace_csv(series, csv_path)
     run_replay(settings, csv_path, out_path, kind="link", source=source, show_progress=False)
-    predicted = [
-        line["value"]["predicted_bandwidth_mbps"]
+    keys = ("predicted_bandwidth_mbps", "lower_mbps", "upper_mbps")
+    rows = [
+        [np.nan if line["value"].get(k) is None else line["value"][k] for k in keys]
         for line in map(orjson.loads, out_path.read_bytes().splitlines())
         if line["topic"] == "scores.v1"
     ]
-    out = np.full(series.values.shape[0], np.nan)
-    values = np.array([np.nan if p is None else p for p in predicted], dtype=float)
-    out[horizon : values.size] = values[: values.size - horizon]
+    values = np.array(rows, dtype=float).reshape(-1, 3)
+    out = np.full((series.values.shape[0], 3), np.nan)
+    out[horizon : values.shape[0]] = values[: values.shape[0] - horizon]
     return out
+
+
+def _by_trace(
+    mine: np.ndarray, theirs: np.ndarray, counts: np.ndarray, reps: int, seed: int, kind: str
+) -> tuple[float, float]:
+    """5th and 95th percentiles of a figure over draws of whole traces with replacement."""
+    draws = np.random.default_rng(seed).integers(0, mine.size, (reps, mine.size))
+    a, b = mine[draws].sum(axis=1), theirs[draws].sum(axis=1)
+    if kind == "mae_gain":
+        figures = 100 * (1 - a / np.maximum(b, 1e-12))
+    else:  # difference of hit rates, in points
+        figures = 100 * (a - b) / counts[draws].sum(axis=1)
+    low, high = np.percentile(figures, [5, 95])
+    return round(float(low), 2), round(float(high), 2)
 
 
 def gain_interval(
@@ -103,10 +124,35 @@ def gain_interval(
     """
     mine = np.array([np.abs(p - y).sum() for p, y in zip(served, actual, strict=True)])
     theirs = np.array([np.abs(p - y).sum() for p, y in zip(baseline, actual, strict=True)])
-    draws = np.random.default_rng(seed).integers(0, mine.size, (reps, mine.size))
-    gains = 100 * (1 - mine[draws].sum(axis=1) / np.maximum(theirs[draws].sum(axis=1), 1e-12))
-    low, high = np.percentile(gains, [5, 95])
-    return round(float(low), 2), round(float(high), 2)
+    counts = np.array([y.size for y in actual])
+    return _by_trace(mine, theirs, counts, reps, seed, "mae_gain")
+
+
+def acc20_interval(
+    served: list[np.ndarray],
+    baseline: list[np.ndarray],
+    actual: list[np.ndarray],
+    *,
+    reps: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """90% bootstrap interval (whole traces) of the served ±20% accuracy minus a baseline's.
+
+    In percentage points.
+
+    Examples:
+        >>> y = [np.ones(10)] * 4
+        >>> acc20_interval([np.full(10, 1.1)] * 4, [np.full(10, 1.5)] * 4, y)
+        (100.0, 100.0)
+    """
+
+    def hits(pred: list[np.ndarray]) -> np.ndarray:
+        return np.array(
+            [(np.abs(p - y) <= 0.2 * np.abs(y)).sum() for p, y in zip(pred, actual, strict=True)]
+        )
+
+    counts = np.array([y.size for y in actual])
+    return _by_trace(hits(served), hits(baseline), counts, reps, seed, "acc20_diff")
 
 
 def _choose_alpha(train: list[np.ndarray]) -> float:
@@ -128,6 +174,7 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
         if path.name.startswith(("LICENSE", "README", ".")) or path.suffix == ".json":
             continue
         families[path.parent.name].append(path)
+    plain = settings.model_copy(update={"online_gain": False})
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -144,9 +191,11 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
                         excluded.append(x)
                         continue
                     served = _served(settings, series, workdir, source, predictor.horizon_steps)
-                    mask = np.isfinite(served) & np.isfinite(x)
+                    alone = _served(plain, series, workdir, source, predictor.horizon_steps)
+                    mask = np.isfinite(served[:, 0]) & np.isfinite(x)
                     mask[: predictor.min_history] = False
                     scored["served"].append(served[mask])
+                    scored[MODEL_ONLY].append(alone[mask])
                     actual.append(x[mask])
                     traces.append((x, mask))
             result.excluded = len(excluded)
@@ -158,11 +207,15 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
             if not actual:
                 continue
             y = np.concatenate(actual)
-            for method in ("served", *BASELINES):
+            for method in ("served", MODEL_ONLY):
+                p = np.concatenate(scored[method])
+                result.methods[method] = metrics_dict(score(p[:, 0], y, p[:, 1], p[:, 2]))
+            for method in BASELINES:
                 result.methods[method] = metrics_dict(score(np.concatenate(scored[method]), y))
-            result.gain_ci90 = gain_interval(
-                scored["served"], scored[result.best_baseline()], actual
-            )
+            points = [p[:, 0] for p in scored["served"]]
+            result.gain_ci90 = gain_interval(points, scored[result.best_baseline()], actual)
+            best_acc = max(BASELINES, key=lambda b: result.methods[b]["acc20"])
+            result.acc20_ci90 = acc20_interval(points, scored[best_acc], actual)
             results.append(result)
     return results
 
@@ -184,6 +237,7 @@ def write_results(results: list[FamilyResult], path: Path, extra: dict[str, Any]
                 "best_baseline": r.best_baseline(),
                 "mae_vs_best_baseline_pct": r.gain_pct(),
                 "mae_vs_best_baseline_pct_ci90_by_trace": list(r.gain_ci90),
+                "acc20_minus_best_baseline_points_ci90_by_trace": list(r.acc20_ci90),
             }
             for r in results
         ],
@@ -191,28 +245,77 @@ def write_results(results: list[FamilyResult], path: Path, extra: dict[str, Any]
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
+def served_on_series(
+    settings: Settings, predictor: Any, series: Series, *, chunk: int = 2_000
+) -> np.ndarray:
+    """Run one synthetic link through the worker's processor; ``out[t]`` predicts ``x[t]``.
+
+    Rows are (point, lower, upper); the processor is the one the worker builds from
+    ``settings`` (online gain included), fed in batches of ``chunk`` samples.
+    """
+    from online.gain import OnlineGain
+    from streams.processor import BandwidthProcessor
+    from streams.records import LinkSample
+
+    size = max(settings.window_size, predictor.window_steps)
+    online = OnlineGain() if settings.online_gain else None
+    processor = BandwidthProcessor(lambda mode: predictor, size, online)
+    index: dict[str, int] = {}
+    samples = []
+    for i, row in enumerate(series.values):
+        values = [None if np.isnan(v) else float(v) for v in row]
+        event_id = f"{series.name}-{i}"
+        index[event_id] = i
+        samples.append(LinkSample(event_id, series.name, 1.7e9 + i * series.step_s,
+                                  predictor.mode, *values))  # fmt: skip
+    out = np.full((len(samples), 3), np.nan)
+    window: list[Any] = []
+    for start in range(0, len(samples), chunk):
+        result = processor.process(samples[start : start + chunk], {series.name: window})
+        window = (window + result.appends.get(series.name, []))[-size:]
+        for p in result.predictions:
+            t = index[p.event_id] + predictor.horizon_steps
+            if t < out.shape[0]:
+                out[t] = (p.predicted_bandwidth_mbps, p.lower_mbps, p.upper_mbps)
+    return out
+
+
 def evaluate_synthetic(
     settings: Settings, mode: str, *, links: int, length: int, seed: int
 ) -> dict[str, dict[str, float]]:
-    """The active model of ``mode`` and the baselines on the synthetic test split.
+    """The served predictor, the model alone and the baselines on the synthetic test split.
 
     With the same ``links``, ``length`` and ``seed`` as ``novacron train`` this is the
     synthetic part of the training run's test set (the last 15% of each series).
+    ``served`` runs every link through the worker's processor (with the online gain when
+    the settings enable it); ``model_only`` is the model's output on the test windows.
     """
     from models.datasets import build_windows, synthetic_series
+    from models.features import series_windows
     from models.training import baseline_predictions, choose_ewma_alpha
 
     predictor = registry_source(settings)()[mode]
     window = max(predictor.window_steps, 10)
-    data = build_windows(synthetic_series(mode, links, length, seed), window, by_file=False)
+    series = synthetic_series(mode, links, length, seed)
+    data = build_windows(series, window, by_file=False)
     test = data["test"]
+    served = []
+    for s in series:
+        _, targets, idx = series_windows(s.values, window, predictor.horizon_steps, start=9)
+        chosen = idx[np.isfinite(targets) & (idx >= 0.85 * s.values.shape[0])]
+        served.append(served_on_series(settings, predictor, s)[chosen])
+    through = np.concatenate(served)
     forecast = predictor.predict(test.windows)
-    ok = np.isfinite(forecast.point)
+    ok = np.isfinite(forecast.point) & np.isfinite(through[:, 0])
+    ref = f"{predictor.name}:{predictor.version}"
     results = {
-        f"served ({predictor.name}:{predictor.version})": metrics_dict(
+        f"served ({ref})": metrics_dict(
+            score(through[ok, 0], test.targets[ok], through[ok, 1], through[ok, 2])
+        ),
+        MODEL_ONLY: metrics_dict(
             score(forecast.point[ok], test.targets[ok], forecast.lower[ok], forecast.upper[ok],
                   forecast.confidence[ok])
-        )
+        ),
     }  # fmt: skip
     alpha = choose_ewma_alpha(data["train"])
     for name, pred in baseline_predictions(test.windows, alpha).items():

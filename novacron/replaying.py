@@ -11,6 +11,7 @@ import orjson
 from tqdm import tqdm
 
 from models.serving import ModelHolder, ModelSource, baseline_models
+from online.gain import OnlineGain
 from streams.pipeline import OutputTopics, TelemetryPipeline
 from streams.processor import BandwidthProcessor
 from streams.replay import ReplayOptions, ReplayReport, replay
@@ -24,7 +25,11 @@ def build_replay_pipeline(
 ) -> TelemetryPipeline:
     """The worker's pipeline with an in-memory window store and the same models."""
     models = ModelHolder(source or baseline_models)
-    processor = BandwidthProcessor(models.predictor_for, settings.window_size)
+    processor = BandwidthProcessor(
+        models.predictor_for,
+        settings.window_size,
+        OnlineGain() if settings.online_gain else None,
+    )
     topics = OutputTopics(predictions=settings.topics.predictions, dlq=settings.topics.dlq)
     return TelemetryPipeline(
         processor, InMemoryWindowStore(settings.window_size), time.time, topics

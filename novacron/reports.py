@@ -55,7 +55,7 @@ def print_eval(results: list[Any], console: Console) -> None:
             title=f"{r.family}: {r.files} files, {r.excluded} left out "
             f"(trained/validated on); model {r.model}"
         )
-        for column in ("predictor", "MAE", "MAE % of mean", "±10%", "±20%", "n"):
+        for column in ("predictor", "MAE", "MAE % of mean", "±10%", "±20%", "coverage", "n"):
             table.add_column(column, justify="right")
         for name, m in r.methods.items():
             label = f"ewma (alpha {r.ewma_alpha})" if name == "ewma" else name
@@ -65,6 +65,7 @@ def print_eval(results: list[Any], console: Console) -> None:
                 f"{m['mae_pct_of_mean']:.2f}",
                 _pct(m["acc10"]),
                 _pct(m["acc20"]),
+                _pct(m["coverage"]) if "coverage" in m else "",
                 str(int(m["n"])),
             )
         console.print(table)
@@ -72,6 +73,11 @@ def print_eval(results: list[Any], console: Console) -> None:
         console.print(
             f"  served MAE {r.gain_pct():+.1f}% lower than {r.best_baseline()}'s "
             f"(90% interval over resampled traces: {low:+.1f}% to {high:+.1f}%)"
+        )
+        low, high = r.acc20_ci90
+        console.print(
+            f"  served ±20% accuracy minus the best baseline's, 90% interval over resampled "
+            f"traces: {low:+.2f} to {high:+.2f} points"
         )
 
 

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     redis_host: str = "127.0.0.1"
     kafka_version: str = "4.1.1"
 
+    online_gain: bool = Field(
+        True,
+        description="Adapt each link's bandwidth prediction online: learn from the link's "
+        "recent (prediction, actual) pairs how much of the model's correction to the last "
+        "value to take (online.gain). False publishes the model's output as is.",
+    )
+
     registry_url: str = Field(
         "sqlite:///.novacron/registry.sqlite", description="Model registry database."
     )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from models.predictor import BandwidthPredictor
+from models.predictor import BandwidthPredictor, bandwidth_target
+from online.gain import OnlineGain
 
 from .records import (
     MEASURES,
@@ -72,6 +73,10 @@ class BandwidthProcessor:
         predictor_for: returns the active predictor of a mode; looked up once per batch,
             so a model swapped between batches is used from the next batch on.
         window_size: entries kept per link.
+        online: learns per link how much of the model's correction to the last value
+            to take (see :mod:`online.gain`); ``None`` publishes the model's output as is.
+            Each appended entry keeps the model's unadapted prediction for it to learn
+            from.
 
     Examples:
         >>> from models.baseline import HarmonicMeanPredictor
@@ -85,9 +90,15 @@ class BandwidthProcessor:
         101.99
     """
 
-    def __init__(self, predictor_for: PredictorLookup, window_size: int = 60) -> None:
+    def __init__(
+        self,
+        predictor_for: PredictorLookup,
+        window_size: int = 60,
+        online: OnlineGain | None = None,
+    ) -> None:
         self.predictor_for = predictor_for
         self.window_size = window_size
+        self.online = online
 
     def history_depth(self, modes: Sequence[str]) -> int:
         """Window entries a batch of these modes needs: the longest model history.
@@ -168,14 +179,21 @@ class BandwidthProcessor:
         forecast = predictor.predict(batch)
         model = ModelRef(predictor.name, predictor.version)
         seen_mask = np.any(np.isfinite(batch), axis=1)
+        made = {
+            item.sample.event_id: float(p)
+            for item, p in zip(items, forecast.point, strict=True)
+            if math.isfinite(p)
+        }
+        gain, factor = self._online_gain(items, batch, forecast.point, made, predictor)
         for i, item in enumerate(items):
             point = float(forecast.point[i])
             if not math.isfinite(point):
                 result.no_history += 1
                 continue
-            point = max(point, 0.0)
-            lower = min(max(float(forecast.lower[i]), 0.0), point)
-            upper = max(float(forecast.upper[i]), point)
+            scale = float(factor[i])
+            point = max(point * scale, 0.0)
+            lower = min(max(float(forecast.lower[i]) * scale, 0.0), point)
+            upper = max(float(forecast.upper[i]) * scale, point)
             sample = item.sample
             step = float(intervals[i])
             prediction = BandwidthPrediction(
@@ -196,6 +214,7 @@ class BandwidthProcessor:
                 features_seen=tuple(
                     m for m, seen in zip(MEASURES, seen_mask[i], strict=True) if seen
                 ),
+                online_gain=None if gain is None else round(float(gain[i]), 4),
             )
             result.predictions.append(prediction)
             item.score.update(
@@ -205,6 +224,43 @@ class BandwidthProcessor:
                 target_ts=prediction.target_ts,
                 model_version=f"{model.name}:{model.version}",
             )
+        # Persist the model's own predictions with the entries: the pairs the gain learns from.
+        for link, entries in result.appends.items():
+            if any(e.event_id in made and e.predicted is None for e in entries):
+                result.appends[link] = [
+                    replace(e, predicted=made[e.event_id])
+                    if e.event_id in made and e.predicted is None
+                    else e
+                    for e in entries
+                ]
+
+    def _online_gain(
+        self,
+        items: list[_Due],
+        batch: np.ndarray,
+        point: np.ndarray,
+        made: Mapping[str, float],
+        predictor: BandwidthPredictor,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Each row's gain and the factor it puts on the model's point and interval.
+
+        The pairs come from the stored predictions of the window's entries and, for
+        entries of this batch, from this call's predictions, so a link's prediction is
+        the same however its samples were split into batches.
+        """
+        if self.online is None:
+            return None, np.ones(len(items))
+        steps = batch.shape[1]
+        predicted = np.full((len(items), steps), np.nan)
+        for row, item in enumerate(items):
+            n = len(item.window)
+            predicted[row, steps - n :] = [
+                e.predicted if e.predicted is not None else made.get(e.event_id, math.nan)
+                for e in item.window
+            ]
+        series = bandwidth_target(batch)
+        gain = self.online.gains_for(series, predicted, predictor.horizon_steps)
+        return gain, self.online.adapt(point, series[:, -1], gain)
 
 
 def host_entries(samples: Sequence[HostSample]) -> dict[str, list[WindowEntry]]:

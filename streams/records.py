@@ -94,7 +94,9 @@ class HostSample:
 class WindowEntry:
     """One sample as kept in a rolling window: id, event time and its values.
 
-    Link entries hold the five measures in ``MEASURES`` order (NaN = absent); host
+    Link entries hold the five measures in ``MEASURES`` order (NaN = absent) and, once
+    the model has run on the window ending at this sample, its unadapted prediction in
+    ``predicted`` (the online gain learns from these; see :mod:`online.gain`). Host
     entries hold their metrics with the metric names in ``names``.
     """
 
@@ -102,6 +104,7 @@ class WindowEntry:
     ts: float
     values: tuple[float, ...]
     names: tuple[str, ...] | None = None
+    predicted: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,8 @@ class BandwidthPrediction:
     window_from_ts: float
     window_samples: int
     features_seen: tuple[str, ...] = field(default_factory=tuple)
+    online_gain: float | None = None
+    """The per-link gain on the model's correction (``None``: published as the model made it)."""
 
     @property
     def prediction_id(self) -> str:
@@ -172,4 +177,4 @@ class BandwidthPrediction:
             },
             "features_seen": list(self.features_seen),
             "produced_at": produced_at,
-        }
+        } | ({} if self.online_gain is None else {"online_gain": self.online_gain})

@@ -1,7 +1,8 @@
 """Window stores: a small Protocol with an in-memory and a Redis implementation.
 
 Entries are stored as compact JSON arrays ``[event_id, ts, v1, v2, ...]`` with ``null``
-for absent values, so any worker of the consumer group can read any key.
+for absent values and, for a link entry the model has predicted from, a trailing
+``{"p": prediction}``, so any worker of the consumer group can read any key.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ def encode_entry(entry: WindowEntry) -> bytes:
     Examples:
         >>> encode_entry(WindowEntry("e1", 1.5, (2.0, float("nan"))))
         b'["e1",1.5,2.0,null]'
+        >>> encode_entry(WindowEntry("e1", 1.5, (2.0,), predicted=2.5))
+        b'["e1",1.5,2.0,{"p":2.5}]'
     """
     if entry.names is not None:
         return orjson.dumps(
             [entry.event_id, entry.ts, dict(zip(entry.names, entry.values, strict=True))]
         )
-    values = [None if math.isnan(v) else v for v in entry.values]
+    values: list[Any] = [None if math.isnan(v) else v for v in entry.values]
+    if entry.predicted is not None:
+        values.append({"p": entry.predicted})
     return orjson.dumps([entry.event_id, entry.ts, *values])
 
 
@@ -35,16 +40,24 @@ def decode_entry(raw: bytes | str) -> WindowEntry:
 
     Examples:
         >>> decode_entry(b'["e1",1.5,2.0,null]')
-        WindowEntry(event_id='e1', ts=1.5, values=(2.0, nan), names=None)
+        WindowEntry(event_id='e1', ts=1.5, values=(2.0, nan), names=None, predicted=None)
         >>> decode_entry(b'["h1",2.0,{"cpu_pct":51.0}]')
-        WindowEntry(event_id='h1', ts=2.0, values=(51.0,), names=('cpu_pct',))
+        WindowEntry(event_id='h1', ts=2.0, values=(51.0,), names=('cpu_pct',), predicted=None)
+        >>> decode_entry(b'["e1",1.5,2.0,{"p":2.5}]').predicted
+        2.5
     """
     event_id, ts, *values = orjson.loads(raw)
     if values and isinstance(values[0], dict):
         metrics: dict[str, float] = values[0]
         return WindowEntry(str(event_id), float(ts), tuple(metrics.values()), names=tuple(metrics))
+    predicted = None
+    if values and isinstance(values[-1], dict):
+        predicted = float(values.pop()["p"])
     return WindowEntry(
-        str(event_id), float(ts), tuple(math.nan if v is None else float(v) for v in values)
+        str(event_id),
+        float(ts),
+        tuple(math.nan if v is None else float(v) for v in values),
+        predicted=predicted,
     )
 
 

@@ -53,6 +53,17 @@ def test_every_pipeline_output_validates() -> None:
         assert errors == [], (record.topic, errors[0].message if errors else None)
     for score in outcome.scores:
         assert schemas.validator("scores.v1").is_valid(score), score
+    predictions = [r.value for r in outcome.outputs if r.topic == "predictions.bandwidth.v1"]
+    assert predictions and all(0 <= p["online_gain"] <= 1.5 for p in predictions)
+
+
+def test_without_online_gain_records_omit_it_and_validate() -> None:
+    pipeline = build_replay_pipeline(Settings(online_gain=False))
+    outcome = asyncio.run(pipeline.handle_link(_messages()))
+    predictions = [r.value for r in outcome.outputs if r.topic == "predictions.bandwidth.v1"]
+    assert predictions and not any("online_gain" in p for p in predictions)
+    validator = schemas.validator("predictions.bandwidth.v1")
+    assert all(validator.is_valid(p) for p in predictions)
 
 
 def test_baseline_accepts_its_declared_input_spec() -> None:
