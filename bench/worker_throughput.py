@@ -4,6 +4,8 @@ Measured in one run on the local stack (``novacron stack up``), each case repeat
 
 * ``worker-single``: one sample per message through ``novacron worker``.
 * ``worker-batch100``: 100 samples per message through ``novacron worker``.
+* ``...-no-gain``: the same two with ``NOVACRON_ONLINE_GAIN=false``, the cost of the
+  per-link online gain measured beside it.
 * ``bare-aiokafka``: consume single-sample messages, ``orjson.loads``, produce one small
   record per sample; no validation, windows or model: the ceiling of the transport.
 
@@ -159,14 +161,15 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
 
 
 def run_worker_cases(n_single: int, n_batch: int, repeat: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {
-        "worker-single": [],
-        "worker-batch100": [],
-        "bare-aiokafka": [],
-    }
+    cases = [
+        (f"worker-{shape}{suffix}", n, batch, gain)
+        for shape, n, batch in (("single", n_single, 1), ("batch100", n_batch, 100))
+        for suffix, gain in (("", "true"), ("-no-gain", "false"))
+    ]
+    results: dict[str, list[float]] = {case[0]: [] for case in cases} | {"bare-aiokafka": []}
     for r in range(repeat):
-        for case, n, batch in (("worker-single", n_single, 1), ("worker-batch100", n_batch, 100)):
-            env = isolated_env(f"bench-{case}-{r}")
+        for case, n, batch, gain in cases:
+            env = isolated_env(f"bench-{case}-{r}") | {"NOVACRON_ONLINE_GAIN": gain}
             settings = settings_for(env)
             log = Path(".novacron/logs") / f"bench-{case}-{r}.log"
             proc = start_worker(settings, log, env)

@@ -24,6 +24,7 @@ from models.baseline import best_ewma_alpha, ewma, harmonic_mean, last_value
 from models.datasets import Series, read_series
 from models.serving import RegistrySource, registry_source
 from models.training import metrics_dict, score
+from online.gain import OnlineGain
 
 from .replaying import run_replay
 from .settings import Settings
@@ -246,19 +247,17 @@ def write_results(results: list[FamilyResult], path: Path, extra: dict[str, Any]
 
 
 def served_on_series(
-    settings: Settings, predictor: Any, series: Series, *, chunk: int = 2_000
+    predictor: Any, series: Series, online: OnlineGain | None, *, chunk: int = 2_000
 ) -> np.ndarray:
-    """Run one synthetic link through the worker's processor; ``out[t]`` predicts ``x[t]``.
+    """Run one link through the worker's processor; ``out[t]`` predicts ``x[t]``.
 
-    Rows are (point, lower, upper); the processor is the one the worker builds from
-    ``settings`` (online gain included), fed in batches of ``chunk`` samples.
+    Rows are (point, lower, upper); samples go in batches of ``chunk``, and the window
+    holds the model's history, as in the worker.
     """
-    from online.gain import OnlineGain
     from streams.processor import BandwidthProcessor
     from streams.records import LinkSample
 
-    size = max(settings.window_size, predictor.window_steps)
-    online = OnlineGain() if settings.online_gain else None
+    size = predictor.window_steps
     processor = BandwidthProcessor(lambda mode: predictor, size, online)
     index: dict[str, int] = {}
     samples = []
@@ -303,7 +302,8 @@ def evaluate_synthetic(
     for s in series:
         _, targets, idx = series_windows(s.values, window, predictor.horizon_steps, start=9)
         chosen = idx[np.isfinite(targets) & (idx >= 0.85 * s.values.shape[0])]
-        served.append(served_on_series(settings, predictor, s)[chosen])
+        online = OnlineGain() if settings.online_gain else None
+        served.append(served_on_series(predictor, s, online)[chosen])
     through = np.concatenate(served)
     forecast = predictor.predict(test.windows)
     ok = np.isfinite(forecast.point) & np.isfinite(through[:, 0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -228,7 +228,7 @@ class BandwidthProcessor:
         for link, entries in result.appends.items():
             if any(e.event_id in made and e.predicted is None for e in entries):
                 result.appends[link] = [
-                    replace(e, predicted=made[e.event_id])
+                    WindowEntry(e.event_id, e.ts, e.values, e.names, made[e.event_id])
                     if e.event_id in made and e.predicted is None
                     else e
                     for e in entries
@@ -252,11 +252,11 @@ class BandwidthProcessor:
             return None, np.ones(len(items))
         steps = batch.shape[1]
         predicted = np.full((len(items), steps), np.nan)
+        nan, lookup = math.nan, made.get
         for row, item in enumerate(items):
             n = len(item.window)
             predicted[row, steps - n :] = [
-                e.predicted if e.predicted is not None else made.get(e.event_id, math.nan)
-                for e in item.window
+                lookup(e.event_id, nan) if e.predicted is None else e.predicted for e in item.window
             ]
         series = bandwidth_target(batch)
         gain = self.online.gains_for(series, predicted, predictor.horizon_steps)

@@ -82,7 +82,7 @@ def test_a_timid_correction_is_amplified_on_a_mean_reverting_link() -> None:
     # The adapted predictions close at least half of the gap to it.
     assert mae(adapted, x) < mae(plain, x) - 0.5 * (mae(plain, x) - best)
     proc = BandwidthProcessor(lambda mode: timid, online=OnlineGain())  # type: ignore[arg-type,return-value]
-    gains = [p.online_gain for p in proc.process(link(x), {}).predictions[40:]]
+    gains = [p.online_gain or 0.0 for p in proc.process(link(x), {}).predictions[40:]]
     assert np.median(gains) > 1.2
 
 
