@@ -3,9 +3,9 @@
 Each trace is resampled to its fixed grid (zero-order hold), written as a CSV and run
 through ``novacron replay`` with the registry's active models, so the figures are those
 of the predictor the worker serves (with the per-link online gain when the settings
-enable it, as they do by default). The same replay without the online gain is scored
-alongside as ``model_only``. Files the model trained or was validated on are left out.
-Baselines are scored on exactly the same targets.
+enable it). The same replay with the online gain switched the other way is scored
+alongside (``model_only`` or ``with_online_gain``). Files the model trained or was
+validated on are left out. Baselines are scored on exactly the same targets.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .settings import Settings
 
 BASELINES = ("last_value", "ewma", "harmonic_mean_5")
 MODEL_ONLY = "model_only"
+WITH_GAIN = "with_online_gain"
 
 
 @dataclass(slots=True)
@@ -175,7 +176,8 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
         if path.name.startswith(("LICENSE", "README", ".")) or path.suffix == ".json":
             continue
         families[path.parent.name].append(path)
-    plain = settings.model_copy(update={"online_gain": False})
+    other = settings.model_copy(update={"online_gain": not settings.online_gain})
+    other_name = MODEL_ONLY if settings.online_gain else WITH_GAIN
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -192,11 +194,11 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
                         excluded.append(x)
                         continue
                     served = _served(settings, series, workdir, source, predictor.horizon_steps)
-                    alone = _served(plain, series, workdir, source, predictor.horizon_steps)
+                    alone = _served(other, series, workdir, source, predictor.horizon_steps)
                     mask = np.isfinite(served[:, 0]) & np.isfinite(x)
                     mask[: predictor.min_history] = False
                     scored["served"].append(served[mask])
-                    scored[MODEL_ONLY].append(alone[mask])
+                    scored[other_name].append(alone[mask])
                     actual.append(x[mask])
                     traces.append((x, mask))
             result.excluded = len(excluded)
@@ -208,7 +210,7 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
             if not actual:
                 continue
             y = np.concatenate(actual)
-            for method in ("served", MODEL_ONLY):
+            for method in ("served", other_name):
                 p = np.concatenate(scored[method])
                 result.methods[method] = metrics_dict(score(p[:, 0], y, p[:, 1], p[:, 2]))
             for method in BASELINES:
@@ -282,12 +284,13 @@ def served_on_series(
 def evaluate_synthetic(
     settings: Settings, mode: str, *, links: int, length: int, seed: int
 ) -> dict[str, dict[str, float]]:
-    """The served predictor, the model alone and the baselines on the synthetic test split.
+    """The served predictor, the other online-gain setting and the baselines on the
+    synthetic test split.
 
     With the same ``links``, ``length`` and ``seed`` as ``novacron train`` this is the
-    synthetic part of the training run's test set (the last 15% of each series).
-    ``served`` runs every link through the worker's processor (with the online gain when
-    the settings enable it); ``model_only`` is the model's output on the test windows.
+    synthetic part of the training run's test set (the last 15% of each series). Every
+    link runs through the worker's processor twice: as ``settings`` serve it, and with
+    the online gain switched the other way (``model_only`` or ``with_online_gain``).
     """
     from models.datasets import build_windows, synthetic_series
     from models.features import series_windows
@@ -298,25 +301,21 @@ def evaluate_synthetic(
     series = synthetic_series(mode, links, length, seed)
     data = build_windows(series, window, by_file=False)
     test = data["test"]
-    served = []
+    ref = f"{predictor.name}:{predictor.version}"
+    other = MODEL_ONLY if settings.online_gain else WITH_GAIN
+    runs: dict[str, list[np.ndarray]] = {f"served ({ref})": [], other: []}
     for s in series:
         _, targets, idx = series_windows(s.values, window, predictor.horizon_steps, start=9)
         chosen = idx[np.isfinite(targets) & (idx >= 0.85 * s.values.shape[0])]
-        online = OnlineGain() if settings.online_gain else None
-        served.append(served_on_series(predictor, s, online)[chosen])
-    through = np.concatenate(served)
-    forecast = predictor.predict(test.windows)
-    ok = np.isfinite(forecast.point) & np.isfinite(through[:, 0])
-    ref = f"{predictor.name}:{predictor.version}"
+        for name, on in zip(runs, (settings.online_gain, not settings.online_gain), strict=True):
+            online = OnlineGain() if on else None
+            runs[name].append(served_on_series(predictor, s, online)[chosen])
+    through = {name: np.concatenate(parts) for name, parts in runs.items()}
+    ok = np.all([np.isfinite(t[:, 0]) for t in through.values()], axis=0)
     results = {
-        f"served ({ref})": metrics_dict(
-            score(through[ok, 0], test.targets[ok], through[ok, 1], through[ok, 2])
-        ),
-        MODEL_ONLY: metrics_dict(
-            score(forecast.point[ok], test.targets[ok], forecast.lower[ok], forecast.upper[ok],
-                  forecast.confidence[ok])
-        ),
-    }  # fmt: skip
+        name: metrics_dict(score(t[ok, 0], test.targets[ok], t[ok, 1], t[ok, 2]))
+        for name, t in through.items()
+    }
     alpha = choose_ewma_alpha(data["train"])
     for name, pred in baseline_predictions(test.windows, alpha).items():
         results[name] = metrics_dict(score(pred[ok], test.targets[ok]))

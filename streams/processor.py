@@ -75,8 +75,8 @@ class BandwidthProcessor:
         window_size: entries kept per link.
         online: learns per link how much of the model's correction to the last value
             to take (see :mod:`online.gain`); ``None`` publishes the model's output as is.
-            Each appended entry keeps the model's unadapted prediction for it to learn
-            from.
+            With it, each appended entry keeps the model's unadapted prediction for it
+            to learn from.
 
     Examples:
         >>> from models.baseline import HarmonicMeanPredictor
@@ -224,6 +224,8 @@ class BandwidthProcessor:
                 target_ts=prediction.target_ts,
                 model_version=f"{model.name}:{model.version}",
             )
+        if self.online is None:
+            return
         # Persist the model's own predictions with the entries: the pairs the gain learns from.
         for link, entries in result.appends.items():
             if any(e.event_id in made and e.predicted is None for e in entries):

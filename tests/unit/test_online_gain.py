@@ -93,7 +93,9 @@ def test_without_online_gain_the_model_output_is_published_as_is() -> None:
     np.testing.assert_allclose(plain[1:], 1.1 * x[1:])
     proc = BandwidthProcessor(lambda mode: const)  # type: ignore[arg-type,return-value]
     assert all(p.online_gain is None for p in proc.process(link(x), {}).predictions)
-    assert "online_gain" not in proc.process(link(x), {}).predictions[0].to_record(0.0)
+    result = proc.process(link(x), {})
+    assert "online_gain" not in result.predictions[0].to_record(0.0)
+    assert all(e.predicted is None for e in result.appends["a"])  # nothing extra stored
 
 
 def test_a_new_link_takes_the_mean_gain_and_the_interval_moves_with_the_point() -> None:
