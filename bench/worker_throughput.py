@@ -4,8 +4,8 @@ Measured in one run on the local stack (``novacron stack up``), each case repeat
 
 * ``worker-single``: one sample per message through ``novacron worker``.
 * ``worker-batch100``: 100 samples per message through ``novacron worker``.
-* ``...-no-gain``: the same two with ``NOVACRON_ONLINE_GAIN=false``, the cost of the
-  per-link online gain measured beside it.
+* ``...-online-gain``: the same two with ``NOVACRON_ONLINE_GAIN=true``, the cost of the
+  per-link online gain measured beside the default.
 * ``bare-aiokafka``: consume single-sample messages, ``orjson.loads``, produce one small
   record per sample; no validation, windows or model: the ceiling of the transport.
 
@@ -164,7 +164,7 @@ def run_worker_cases(n_single: int, n_batch: int, repeat: int) -> dict[str, list
     cases = [
         (f"worker-{shape}{suffix}", n, batch, gain)
         for shape, n, batch in (("single", n_single, 1), ("batch100", n_batch, 100))
-        for suffix, gain in (("", "true"), ("-no-gain", "false"))
+        for suffix, gain in (("", "false"), ("-online-gain", "true"))
     ]
     results: dict[str, list[float]] = {case[0]: [] for case in cases} | {"bare-aiokafka": []}
     for r in range(repeat):

@@ -42,7 +42,9 @@ class OnlineGain:
     With no pairs yet the weights are uniform, so a new link gets the mean gain (0.75
     with the defaults): three quarters of the model's correction until the link has
     shown what it is worth. The defaults were chosen on the training and validation
-    trace files (see ``models/artifacts/TRAINING_REPORT.md``), never on the test files.
+    trace files, never on the test files, with an earlier internet model, for which the
+    gain helped; with the shipped one the model alone scores better, so the worker runs
+    without the gain unless ``NOVACRON_ONLINE_GAIN=true`` (``bench/online_gain_selection.py``).
 
     Examples:
         >>> hedge = OnlineGain()
