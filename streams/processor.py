@@ -179,11 +179,16 @@ class BandwidthProcessor:
         forecast = predictor.predict(batch)
         model = ModelRef(predictor.name, predictor.version)
         seen_mask = np.any(np.isfinite(batch), axis=1)
-        made = {
-            item.sample.event_id: float(p)
-            for item, p in zip(items, forecast.point, strict=True)
-            if math.isfinite(p)
-        }
+        # The model's own points of this batch, for the online gain (none without it).
+        made = (
+            {}
+            if self.online is None
+            else {
+                item.sample.event_id: float(p)
+                for item, p in zip(items, forecast.point, strict=True)
+                if math.isfinite(p)
+            }
+        )
         gain, factor = self._online_gain(items, batch, forecast.point, made, predictor)
         for i, item in enumerate(items):
             point = float(forecast.point[i])
