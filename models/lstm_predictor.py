@@ -31,15 +31,17 @@ class IntervalSpec:
     """Normalised conformal interval: ``log(next/last)`` in ``out + q * scale``.
 
     ``scale`` is the window's recent volatility (std of one-step log changes over the
-    last ``VOLATILITY_STEPS`` samples, at least ``scale_floor``), so the interval widens
+    last ``volatility_steps`` samples, at least ``scale_floor``), so the interval widens
     on a jumpy link and narrows on a steady one. ``q_low``/``q_high`` are quantiles of
-    the normalised residuals on the calibration (validation) split.
+    the normalised residuals on the calibration (validation) split. Models exported
+    before ``volatility_steps`` was stored used 10.
     """
 
     level: float
     q_low: float
     q_high: float
     scale_floor: float
+    volatility_steps: int = VOLATILITY_STEPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class ModelMetadata:
                     "q_low": self.interval.q_low,
                     "q_high": self.interval.q_high,
                     "scale_floor": self.interval.scale_floor,
+                    "volatility_steps": self.interval.volatility_steps,
                 },
                 "extra": self.extra,
             },
@@ -112,8 +115,10 @@ class LoadedModel:
     input_spec: InputSpec
 
 
-def window_volatility(encoded: np.ndarray, floor: float) -> np.ndarray:
-    """Std of one-step log changes of bandwidth over the last steps of each window.
+def window_volatility(
+    encoded: np.ndarray, floor: float, steps: int = VOLATILITY_STEPS
+) -> np.ndarray:
+    """Std of one-step log changes of bandwidth over the last ``steps`` of each window.
 
     Examples:
         >>> x = np.zeros((1, 12, len(CHANNELS)), np.float32)
@@ -122,8 +127,8 @@ def window_volatility(encoded: np.ndarray, floor: float) -> np.ndarray:
         >>> round(float(window_volatility(x, 0.01)[0]), 3)
         0.731
     """
-    rel = encoded[:, -VOLATILITY_STEPS - 1 :, 0].astype(np.float64)
-    present = encoded[:, -VOLATILITY_STEPS - 1 :, 1] > 0
+    rel = encoded[:, -steps - 1 :, 0].astype(np.float64)
+    present = encoded[:, -steps - 1 :, 1] > 0
     both = present[:, 1:] & present[:, :-1]
     diffs = np.where(both, np.diff(rel, axis=1), 0.0)
     count = both.sum(axis=1)
@@ -227,6 +232,6 @@ class LstmBandwidthPredictor:
         spec = self.metadata.interval
         point, lower, upper, confidence = compiled.interval(
             self.run(encoded), last, encoded, spec.q_low, spec.q_high, spec.scale_floor,
-            VOLATILITY_STEPS,
+            spec.volatility_steps,
         )  # fmt: skip
         return IntervalForecast(point, lower, upper, confidence, spec.level)

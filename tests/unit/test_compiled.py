@@ -35,12 +35,13 @@ def test_compiled_encoding_equals_the_reference(seed: int) -> None:
     np.testing.assert_allclose(last[~np.isnan(last)], ref_last[~np.isnan(ref_last)])
 
 
-def test_compiled_interval_equals_the_reference() -> None:
+@pytest.mark.parametrize("steps", [4, 10])
+def test_compiled_interval_equals_the_reference(steps: int) -> None:
     w = windows(4)
     x, last = encode_windows(w, STATS)
     out = np.random.default_rng(0).normal(0, 0.1, len(w))
-    point, lower, upper, conf = compiled.interval(out, last, x, -1.2, 1.3, 0.01, 10)
-    scale = window_volatility(x, 0.01)
+    point, lower, upper, conf = compiled.interval(out, last, x, -1.2, 1.3, 0.01, steps)
+    scale = window_volatility(x, 0.01, steps)
     ok = np.isfinite(last)
     np.testing.assert_allclose(point[ok], np.exp(last + out)[ok])
     np.testing.assert_allclose(lower[ok], np.exp(last + out - 1.2 * scale)[ok])
