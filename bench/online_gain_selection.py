@@ -24,8 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.baseline import last_value  # noqa: E402
 from models.datasets import read_directory  # noqa: E402
 from models.serving import registry_source  # noqa: E402
+from models.training import score  # noqa: E402
 from novacron.evaluate import served_on_series  # noqa: E402
 from novacron.settings import Settings  # noqa: E402
 from online.gain import OnlineGain  # noqa: E402
@@ -56,17 +58,15 @@ def main() -> None:
             ok = np.isfinite(point) & np.isfinite(x)
             ok[: start + 1] = False
             cell = f"{s.family}/{split_of.get(s.name, 'test')}"
-            last = np.concatenate([[np.nan], x[:-1]])
+            last = last_value(x)
             pooled.setdefault(cell, []).append((point[ok], last[ok], x[ok]))
         cells[name] = {}
         for cell, parts in sorted(pooled.items()):
             p, last, y = (np.concatenate(col) for col in zip(*parts, strict=True))
-            mae, mae_last = np.abs(p - y).mean(), np.abs(last - y).mean()
-            hits = np.mean(np.abs(p - y) <= 0.2 * np.abs(y))
-            hits_last = np.mean(np.abs(last - y) <= 0.2 * np.abs(y))
+            mine, theirs = score(p, y), score(last, y)
             cells[name][cell] = {
-                "mae_gain_vs_last_pct": round(float(100 * (1 - mae / mae_last)), 3),
-                "acc20_minus_last_points": round(float(100 * (hits - hits_last)), 3),
+                "mae_gain_vs_last_pct": round(100 * (1 - mine.mae / theirs.mae), 3),
+                "acc20_minus_last_points": round(100 * (mine.acc20 - theirs.acc20), 3),
                 "n": int(y.size),
             }
         print(name, json.dumps(cells[name]), flush=True)

@@ -322,8 +322,7 @@ def calibrate_interval(
     """
     alpha = (1 - level) / 2
     n = residuals.size
-    groups = [families == f for f in np.unique(families)] if families.size == n else []
-    groups = groups or [np.ones(n, dtype=bool)]
+    groups = [families == f for f in np.unique(families)] or [np.ones(n, dtype=bool)]
     best: tuple[float, IntervalSpec] | None = None
     for steps in VOLATILITY_CANDIDATES:
         z = residuals / window_volatility(encoded, floor, steps)
@@ -360,8 +359,7 @@ def finalize(
     x_va, y_va, _, ok_va = _targets(data["val"], stats)
     # Normalised conformal calibration on the validation split (never the test split).
     out_va = model.predict(x_va, batch_size=1024, verbose=0)[:, 0]
-    families = data["val"].families
-    families = families[ok_va] if families.size == ok_va.size else np.zeros(0, dtype=object)
+    families = data["val"].families[ok_va]
     metadata = ModelMetadata(
         mode=config.mode,
         window=config.window,

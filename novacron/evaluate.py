@@ -73,12 +73,10 @@ def _trace_csv(series: Series, path: Path) -> None:
 
 
 def _served(
-    settings: Settings, series: Series, workdir: Path, source: RegistrySource, horizon: int
+    settings: Settings, csv_path: Path, length: int, source: RegistrySource, horizon: int
 ) -> np.ndarray:
-    """The served predictions, aligned: ``out[t]`` is (point, lower, upper) for ``x[t]``."""
-    csv_path = workdir / "trace.csv"
-    out_path = workdir / "replay.jsonl"
-    _trace_csv(series, csv_path)
+    """Replay a trace CSV; aligned: ``out[t]`` is (point, lower, upper) for sample ``t``."""
+    out_path = csv_path.with_suffix(".jsonl")
     run_replay(settings, csv_path, out_path, kind="link", source=source, show_progress=False)
     keys = ("predicted_bandwidth_mbps", "lower_mbps", "upper_mbps")
     rows = [
@@ -87,7 +85,7 @@ def _served(
         if line["topic"] == "scores.v1"
     ]
     values = np.array(rows, dtype=float).reshape(-1, 3)
-    out = np.full((series.values.shape[0], 3), np.nan)
+    out = np.full((length, 3), np.nan)
     out[horizon : values.shape[0]] = values[: values.shape[0] - horizon]
     return out
 
@@ -193,8 +191,12 @@ def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
                     if series.name in seen:
                         excluded.append(x)
                         continue
-                    served = _served(settings, series, workdir, source, predictor.horizon_steps)
-                    alone = _served(other, series, workdir, source, predictor.horizon_steps)
+                    csv_path = workdir / "trace.csv"
+                    _trace_csv(series, csv_path)
+                    served, alone = (
+                        _served(s, csv_path, x.size, source, predictor.horizon_steps)
+                        for s in (settings, other)
+                    )
                     mask = np.isfinite(served[:, 0]) & np.isfinite(x)
                     mask[: predictor.min_history] = False
                     scored["served"].append(served[mask])

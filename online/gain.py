@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FLOOR_MBPS = 1e-3
-"""Values below this count as this much: traces hold a few exact zeros."""
+from models.features import EPS_MBPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +78,8 @@ class OnlineGain:
         made = predicted[:, :-horizon]
         actual = series[:, horizon:]
         ok = np.isfinite(last) & np.isfinite(made) & np.isfinite(actual)
-        base = np.maximum(np.where(ok, last, 1.0), FLOOR_MBPS)
-        made = np.maximum(np.where(ok, made, 1.0), FLOOR_MBPS)
+        base = np.maximum(np.where(ok, last, 1.0), EPS_MBPS)
+        made = np.maximum(np.where(ok, made, 1.0), EPS_MBPS)
         log_ratio = np.where(ok, np.log(made / base), 0.0)
         target = np.where(ok, np.maximum(actual, 0.0), 0.0) / base
         # (batch, pairs, gains): relative error of every expert on every pair.
