@@ -55,6 +55,7 @@ demo: setup stack-up
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 train-extra: venv
 	$(VENV)/bin/python -m pip install -q -e '.[train,dev]'

@@ -17,15 +17,15 @@ from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
 
 from models.serving import ModelHolder, model_loaded_events
-from novacron.settings import Settings
-from online.gain import OnlineGain
-from streams.codec import encode
-from streams.pipeline import BatchOutcome, OutputTopics, RawMessage, TelemetryPipeline
-from streams.processor import BandwidthProcessor
+from streams.codec import EncodedRecord, encode_output
+from streams.pipeline import BatchOutcome, RawMessage, TelemetryPipeline
 from streams.records import SourceRef, WindowEntry
 from streams.store import RedisWindowStore, WindowStore
+from streams.topics import INPUT_ROLES
 
 from .metrics import WorkerMetrics
+from .settings import Settings
+from .wiring import pipeline_for
 
 
 class TimedWindowStore:
@@ -74,14 +74,8 @@ class WorkerContext:
                     prefix=s.redis_key_prefix,
                     owns_client=False,
                 )
-                processor = BandwidthProcessor(
-                    self.models.predictor_for,
-                    s.window_size,
-                    OnlineGain() if s.online_gain else None,
-                )
-                topics = OutputTopics(predictions=s.topics.predictions, dlq=s.topics.dlq)
-                self._pipeline = TelemetryPipeline(
-                    processor, TimedWindowStore(store, self.metrics), time.time, topics
+                self._pipeline = pipeline_for(
+                    s, self.models, TimedWindowStore(store, self.metrics), time.time
                 )
             return self._pipeline
 
@@ -138,49 +132,40 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         store="memory://",
     )
     topics = settings.topics
-    link_in = app.topic(topics.link, key_type=bytes, value_type=bytes)
-    host_in = app.topic(topics.host, key_type=bytes, value_type=bytes)
     metrics = ctx.metrics
 
-    async def run_batches(stream: Any, topic: str, handle: str) -> None:
+    async def send(record: EncodedRecord) -> None:
+        # The producer directly, not Topic.send: a record per prediction through Faust's
+        # channel machinery costs more than the whole core. Faust still flushes this
+        # producer before it commits the batch's offsets.
+        await app.producer.send(
+            record.topic, record.key.encode("utf-8"), record.value, None, None, None
+        )
+
+    async def run_batches(stream: Any, role: str) -> None:
         # aiokafka's producer builds a DEBUG record per send when its logger inherits a
         # low level; at thousands of sends per second that is a tenth of the CPU.
         logging.getLogger("aiokafka").setLevel(
             max(logging.getLogger("aiokafka").getEffectiveLevel(), logging.INFO)
         )
         pipeline = await ctx.pipeline()
-        handler = getattr(pipeline, handle)
+        topic = topics.name(role)
         try:
             async for events in stream.take_events(
                 settings.batch_max, within=settings.batch_within_s
             ):
                 started = time.perf_counter()
                 messages = [_raw(event) for event in events]
-                outcome: BatchOutcome = await handler(messages)
-                # The producer directly, not Topic.send: a record per prediction through
-                # Faust's channel machinery costs more than the whole core. Faust still
-                # flushes this producer before it commits the batch's offsets.
+                outcome = await pipeline.handle(role, messages)
                 for record in outcome.outputs:
-                    await app.producer.send(
-                        record.topic,
-                        record.key.encode("utf-8"),
-                        encode(record.value),
-                        None,
-                        None,
-                        None,
-                    )
+                    await send(record)
                 _count(metrics, topic, len(messages), outcome)
                 metrics.processing_seconds.labels(topic).observe(time.perf_counter() - started)
         finally:
             await ctx.close()
 
-    @app.agent(link_in, name="link-telemetry")
-    async def link_agent(stream: Any) -> None:
-        await run_batches(stream, topics.link, "handle_link")
-
-    @app.agent(host_in, name="host-telemetry")
-    async def host_agent(stream: Any) -> None:
-        await run_batches(stream, topics.host, "handle_host")
+    for role in INPUT_ROLES:
+        _input_agent(app, topics.name(role), role, run_batches)
 
     @app.page("/healthz")
     class Health(View):
@@ -197,13 +182,21 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
     async def refresh_models() -> None:
         before = models.describe()
         if await asyncio.to_thread(models.refresh):
-            for record in model_loaded_events(before, models.describe(), time.time()):
-                await app.producer.send(
-                    topics.model_events, record["model"]["name"].encode("utf-8"),
-                    encode(record), None, None, None,
-                )  # fmt: skip
+            now = time.time()
+            for event in model_loaded_events(before, models.describe(), now):
+                await send(encode_output(event, topics, now))
 
     return app, ctx
+
+
+def _input_agent(app: faust.App, topic: str, role: str, run: Any) -> None:
+    """One agent per input topic (a function, so each closure keeps its own role)."""
+
+    async def agent(stream: Any) -> None:
+        await run(stream, role)
+
+    agent.__name__ = f"{role}_agent"
+    app.agent(app.topic(topic, key_type=bytes, value_type=bytes), name=f"{role}-telemetry")(agent)
 
 
 def _raw(event: Any) -> RawMessage:
@@ -224,7 +217,7 @@ def _count(metrics: WorkerMetrics, topic: str, messages: int, outcome: BatchOutc
     metrics.messages_in.labels(topic).inc(messages)
     metrics.batch_size.labels(topic).observe(messages)
     metrics.events_in.labels(topic).inc(outcome.accepted)
-    metrics.warming_up.labels(topic).inc(outcome.warming_up)
+    metrics.warming_up.labels(topic).inc(outcome.counts.get("warming_up", 0))
     metrics.duplicates.labels(topic).inc(outcome.duplicates)
     for dead in outcome.dead_letters:
         metrics.dead_letters.labels(topic, dead.error_kind).inc()

@@ -7,15 +7,9 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from novacron.settings import Settings
+from agents.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def all_topics(settings: Settings) -> list[str]:
-    """Every topic of the system, inputs first."""
-    t = settings.topics
-    return [t.link, t.host, t.predictions, t.alerts, t.workload, t.scaling, t.dlq, t.model_events]
 
 
 async def ensure_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
@@ -27,7 +21,7 @@ async def ensure_topics(settings: Settings, replication_factor: int = 1) -> list
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in all_topics(settings) if name not in existing]
+        missing = [name for name in settings.topics.kafka_topics() if name not in existing]
         if missing:
             try:
                 await admin.create_topics(

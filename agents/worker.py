@@ -6,11 +6,12 @@ import asyncio
 
 import faust
 
-from models.serving import ModelHolder, ModelSource, baseline_models
-from novacron.settings import Settings
+from models.serving import ModelHolder, ModelSource
 
 from .app import create_app
+from .settings import Settings
 from .topics import ensure_topics
+from .wiring import model_source
 
 
 def run_worker(
@@ -22,7 +23,7 @@ def run_worker(
     input partitions; windows live in Redis, so any worker can take any partition.
     """
     asyncio.run(ensure_topics(settings))
-    models = ModelHolder(source or baseline_models)
+    models = ModelHolder(source or model_source(settings))
     app, _ctx = create_app(settings, models)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

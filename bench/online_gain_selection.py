@@ -24,12 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.settings import Settings  # noqa: E402
+from agents.wiring import model_source  # noqa: E402
 from models.baseline import last_value  # noqa: E402
 from models.datasets import read_directory  # noqa: E402
-from models.serving import registry_source  # noqa: E402
-from models.training import score  # noqa: E402
+from models.scoring import score  # noqa: E402
 from novacron.evaluate import served_on_series  # noqa: E402
-from novacron.settings import Settings  # noqa: E402
 from online.gain import OnlineGain  # noqa: E402
 
 CANDIDATES: dict[str, OnlineGain | None] = {"model alone": None} | {
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("directory", type=Path)
     parser.add_argument("--output", type=Path, default=Path("bench/results/online_gain.json"))
     args = parser.parse_args()
-    predictor = registry_source(Settings())()["internet"]
+    predictor = model_source(Settings())()["internet"]
     extra = predictor.metadata.extra
     split_of = {n: "train" for n in extra["trained_on"]} | {n: "val" for n in extra["validated_on"]}
     series = read_directory(args.directory)

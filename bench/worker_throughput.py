@@ -31,8 +31,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.settings import Settings  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
-from novacron.settings import Settings  # noqa: E402
 from tests.integration.conftest import isolated_env, settings_for  # noqa: E402
 
 LINKS = 50

@@ -9,25 +9,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from novacron.errors import ConfigError
+from streams.errors import ConfigError
 
 from .datasets import Series, WindowSet, assemble, read_directory, synthetic_series
 from .features import FeatureStats, fit_stats
-from .lstm_predictor import LstmBandwidthPredictor
+from .lstm_predictor import LstmBandwidthPredictor, model_name
 from .registry import ModelRegistry, ModelVersion
-from .training import TrainedModel, metrics_dict, mode_config, score, train_lstm
+from .scoring import metrics_dict, score
+from .training import TrainedModel, mode_config, train_lstm
 
 Activation = Literal["auto", "always", "never"]
-
-
-def model_name(mode: str) -> str:
-    """Registry name of a mode's bandwidth model.
-
-    Examples:
-        >>> model_name("internet")
-        'bandwidth-lstm-internet'
-    """
-    return f"bandwidth-lstm-{mode}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .predictor import IntervalForecast, bandwidth_target
+from streams.predictor import IntervalForecast, bandwidth_target
 
 
 def nan_quantiles(x: np.ndarray, q: float) -> np.ndarray:
@@ -122,6 +122,14 @@ def last_value(series: np.ndarray) -> np.ndarray:
     return out
 
 
+# Two EWMAs on purpose, as their NaN handling differs (the log-space EWMA feature is a
+# third, models.features._ewma, with its compiled twin in models.compiled):
+# * ewma: one series, next-step prediction at every step; a NaN sample resets the level
+#   (the next finite value starts it again), as in the per-series evaluation;
+# * window_ewma: many windows at once, the level after each window's last step; a NaN
+#   sample keeps the level, as the baseline scored on the model's test windows.
+
+
 def ewma(series: np.ndarray, alpha: float = 0.3) -> np.ndarray:
     """Next-step prediction = exponentially weighted mean of the past (aligned).
 
@@ -136,6 +144,21 @@ def ewma(series: np.ndarray, alpha: float = 0.3) -> np.ndarray:
         x = series[t]
         level = x if np.isnan(level) else alpha * x + (1 - alpha) * level
     return out
+
+
+def window_ewma(windows: np.ndarray, alpha: float) -> np.ndarray:
+    """EWMA over each raw window's bandwidth (the baseline's next-step prediction).
+
+    A missing sample keeps the level, unlike :func:`ewma`.
+    """
+    target = bandwidth_target(windows)
+    level = np.full(target.shape[0], np.nan)
+    for s in range(target.shape[1]):
+        x = target[:, s]
+        level = np.where(
+            np.isnan(level), x, np.where(np.isnan(x), level, alpha * x + (1 - alpha) * level)
+        )
+    return level
 
 
 def best_ewma_alpha(mae_of: Callable[[float], float], default: float = 0.5) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from novacron.errors import InputFileError
+from streams.errors import InputFileError
 
 from .features import last_bandwidth, series_windows
 from .synthetic import synthesize_link_series
@@ -97,11 +97,11 @@ def read_series(path: Path, *, step_s: float | None = None, family: str = "") ->
     # training machines that have only the numeric stack).
     from streams.codec import decode_link
     from streams.records import LinkSample
-    from streams.replay import ReplayOptions, read_messages
+    from streams.sources import ReadOptions, read_messages
 
     by_link: dict[str, list[LinkSample]] = {}
-    for topic, raw, source in read_messages(path, ReplayOptions(kind="link", mode="internet")):
-        if topic != "telemetry.link.v1":
+    for role, raw, source in read_messages(path, ReadOptions(kind="link", mode="internet")):
+        if role != "link":
             continue
         samples, _ = decode_link(raw, source)
         for sample in samples:

@@ -6,7 +6,7 @@ model predicts ``log(next / last)``: a residual on the last value, the strongest
 predictor on real traces. Channels per time step (``CHANNELS``):
 
 * ``bw``, ``bw_present``: log(bandwidth_s / last), and whether the sample had one
-  (bandwidth, else throughput, as :func:`models.predictor.bandwidth_target` defines);
+  (bandwidth, else throughput, as :func:`streams.predictor.bandwidth_target` defines);
 * ``thr``, ``thr_present``: log(throughput_s / last), when both were measured;
 * ``lat``, ``loss``, ``jit`` and their presence flags: log1p of the value,
   standardised with training statistics;
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .predictor import bandwidth_target
+from streams.predictor import bandwidth_target
 
 CHANNELS: tuple[str, ...] = (
     "bw", "bw_present", "thr", "thr_present",
@@ -97,6 +97,8 @@ def _ewma(log_x: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Causal EWMA of the bandwidth, started at the first value; a gap keeps the level.
 
     This is the reference; serving runs the compiled twin in :mod:`models.compiled`.
+    Not :func:`models.baseline.window_ewma`: this one works in log space, starts at the
+    first step (padding included), floors at ``EPS_MBPS`` and returns every step.
     """
     x = np.exp(log_x)
     out = np.empty_like(x)

@@ -15,15 +15,25 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from novacron.errors import ModelError
+from streams.errors import ModelError
+from streams.predictor import IntervalForecast
 
 from . import compiled
 from .features import CHANNELS, FeatureStats
-from .predictor import IntervalForecast
 
 METADATA_KEY = "novacron"
 FORMAT = "novacron-bandwidth-lstm/1"
 VOLATILITY_STEPS = 10
+
+
+def model_name(mode: str) -> str:
+    """Registry name of a mode's bandwidth model, also the stem of its ONNX file.
+
+    Examples:
+        >>> model_name("internet")
+        'bandwidth-lstm-internet'
+    """
+    return f"bandwidth-lstm-{mode}"
 
 
 @dataclass(frozen=True, slots=True)

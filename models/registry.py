@@ -7,6 +7,9 @@ and many reader processes (workers polling :meth:`ModelRegistry.active_versions`
 share the database in WAL mode: each call opens a connection, runs one short
 transaction and closes it.
 
+The schema, the row type and the checks on stored values are in
+:mod:`models.registry_records`; the import of a shipped bundle in :mod:`models.bundle`.
+
 Examples:
     >>> import tempfile
     >>> tmp = tempfile.TemporaryDirectory()
@@ -40,95 +43,37 @@ Examples:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
-import re
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from novacron.errors import ConfigError, RegistryError
+from streams.errors import ConfigError, RegistryError
 
-if TYPE_CHECKING:
-    from novacron.settings import Settings
+from . import bundle
+from .registry_records import (
+    BY_VERSION,
+    COLUMNS,
+    MODEL_NAME,
+    SCHEMA,
+    ModelVersion,
+    active_stack,
+    check_digest,
+    epoch_row,
+    file_digest,
+    finite,
+    insert_metrics,
+    to_version,
+)
 
 log = logging.getLogger(__name__)
-BUNDLED = "bundled in"
-"""How an activation by :meth:`ModelRegistry.import_bundle` begins its reason."""
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _BUSY_TIMEOUT_S = 10.0
-_COLUMNS = (
-    "id, name, version, mode, kind, artifact_path, sha256, size_bytes, created_at, status, "
-    "params_json, metrics_json, notes, activated_at"
-)
-_BY_VERSION = "CAST(version AS INTEGER)"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_registry (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, mode TEXT NOT NULL,
-    kind TEXT NOT NULL, artifact_path TEXT NOT NULL, sha256 TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL, created_at REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT 'registered'
-        CHECK (status IN ('registered', 'active', 'retired')),
-    params_json TEXT NOT NULL DEFAULT '{}', metrics_json TEXT NOT NULL DEFAULT '{}',
-    notes TEXT NOT NULL DEFAULT '', activated_at REAL, UNIQUE (name, version));
-CREATE INDEX IF NOT EXISTS model_registry_status ON model_registry (status);
-CREATE UNIQUE INDEX IF NOT EXISTS model_registry_one_active
-    ON model_registry (name) WHERE status = 'active';
-CREATE TABLE IF NOT EXISTS performance_metrics (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, dataset TEXT NOT NULL,
-    metric TEXT NOT NULL, value REAL NOT NULL, recorded_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS performance_metrics_model ON performance_metrics (name, version);
-CREATE TABLE IF NOT EXISTS training_history (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, epoch INTEGER NOT NULL,
-    metric TEXT NOT NULL, value REAL NOT NULL, recorded_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS training_history_model ON training_history (name, version);
-CREATE TABLE IF NOT EXISTS activations (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, previous_version TEXT,
-    action TEXT NOT NULL CHECK (action IN ('activate', 'rollback')),
-    reason TEXT NOT NULL DEFAULT '', at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS activations_name ON activations (name, id);
-"""
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version of a model (a ``model_registry`` row).
-
-    Attributes:
-        artifact_path: the artifact's path relative to the registry's artifact_dir.
-        status: ``'registered'``, ``'active'`` or ``'retired'``.
-        params: training parameters, parsed from ``params_json``.
-        metrics: key metrics given at registration, parsed from ``metrics_json``.
-    """
-
-    id: int
-    name: str
-    version: str
-    mode: str
-    kind: str
-    artifact_path: str
-    sha256: str
-    size_bytes: int
-    created_at: float
-    status: str
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    notes: str
-    activated_at: float | None
-
-    @property
-    def ref(self) -> str:
-        """``"name:version"``."""
-        return f"{self.name}:{self.version}"
 
 
 class ModelRegistry:
@@ -151,15 +96,14 @@ class ModelRegistry:
             self.artifact_dir.mkdir(parents=True, exist_ok=True)
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             msg = f"Cannot open the model registry at '{self.db_path}': {exc}"
             raise RegistryError(msg) from exc
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
-        """The registry at ``settings.registry_url`` (``sqlite:///PATH``) and ``artifact_dir``."""
-        url = settings.registry_url
+    def from_url(cls, url: str, artifact_dir: Path) -> ModelRegistry:
+        """The registry at ``url`` (``sqlite:///PATH``) with artifacts under ``artifact_dir``."""
         prefix = "sqlite:///"
         path = url[len(prefix) :] if url.startswith(prefix) else ""
         if not path or path == ":memory:":
@@ -168,7 +112,7 @@ class ModelRegistry:
                 f"(e.g. 'sqlite:///.novacron/registry.sqlite'). Got {url!r} instead."
             )
             raise ConfigError(msg)
-        return cls(Path(path), settings.artifact_dir)
+        return cls(Path(path), artifact_dir)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -208,8 +152,8 @@ class ModelRegistry:
         ``metrics`` go to ``performance_metrics`` under ``dataset``; each ``history``
         row holds an ``"epoch"`` and metric values. The new version is 'registered'.
         """
-        if not _NAME.fullmatch(name):
-            msg = f"A model name must match {_NAME.pattern!r}. Got {name!r} instead."
+        if not MODEL_NAME.fullmatch(name):
+            msg = f"A model name must match {MODEL_NAME.pattern!r}. Got {name!r} instead."
             raise RegistryError(msg)
         if not mode:
             msg = f"The 'mode' of model '{name}' must be a non-empty string. Got {mode!r} instead."
@@ -218,8 +162,8 @@ class ModelRegistry:
         if not artifact.is_file():
             msg = f"The artifact to register as '{name}' must be a file. Got '{artifact}' instead."
             raise RegistryError(msg)
-        metric_rows = _finite(metrics or {}, f"metric of '{name}'")
-        epochs = [_epoch_row(row, name) for row in history or ()]
+        metric_rows = finite(metrics or {}, f"metric of '{name}'")
+        epochs = [epoch_row(row, name) for row in history or ()]
         try:
             params_json = json.dumps(dict(params or {}), sort_keys=True)
         except (TypeError, ValueError) as exc:
@@ -238,14 +182,14 @@ class ModelRegistry:
                 partial = target.with_name(target.name + ".partial")
                 shutil.copyfile(artifact, partial)
                 os.replace(partial, target)
-                digest, size = _digest(target)
+                digest, size = file_digest(target)
                 conn.execute(
-                    f"INSERT INTO model_registry ({_COLUMNS}) "  # noqa: S608 (constant columns)
+                    f"INSERT INTO model_registry ({COLUMNS}) "  # noqa: S608 (constant columns)
                     "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, 'registered', ?, ?, ?, NULL)",
                     (name, version, mode, kind, relative.as_posix(), digest, size, now,
                      params_json, json.dumps(metric_rows, sort_keys=True), notes),
                 )  # fmt: skip
-                _insert_metrics(conn, (name, version, dataset), metric_rows, now)
+                insert_metrics(conn, (name, version, dataset), metric_rows, now)
                 conn.executemany(
                     "INSERT INTO training_history (name, version, epoch, metric, value, "
                     "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -262,8 +206,8 @@ class ModelRegistry:
             return conn.execute(sql, args).fetchall()
 
     def _select(self, where: str, args: Sequence[Any]) -> list[ModelVersion]:
-        sql = f"SELECT {_COLUMNS} FROM model_registry {where} ORDER BY name, {_BY_VERSION}"  # noqa: S608 (where is a constant)
-        return [_to_version(row) for row in self._rows(sql, args)]
+        sql = f"SELECT {COLUMNS} FROM model_registry {where} ORDER BY name, {BY_VERSION}"  # noqa: S608 (where is a constant)
+        return [to_version(row) for row in self._rows(sql, args)]
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         """Every version, or those of ``name``; by name, then numeric version."""
@@ -311,7 +255,7 @@ class ModelRegistry:
             )
             raise RegistryError(msg)
         sql = "SELECT version, action FROM activations WHERE name = ? ORDER BY id"
-        stack = _active_stack(self._rows(sql, (name,)))
+        stack = active_stack(self._rows(sql, (name,)))
         earlier = dict.fromkeys(v for v in reversed(stack[:-1]) if v != current.version)
         problems: list[str] = []
         for version in earlier:
@@ -371,10 +315,10 @@ class ModelRegistry:
     ) -> None:
         """Add evaluation ``metrics`` of a version on ``dataset``; later values supersede."""
         mv = self.get(name, version)
-        values = _finite(metrics, f"metric of {mv.ref}")
+        values = finite(metrics, f"metric of {mv.ref}")
         now = self._clock()
         with self._write() as conn:
-            _insert_metrics(conn, (mv.name, mv.version, dataset), values, now)
+            insert_metrics(conn, (mv.name, mv.version, dataset), values, now)
 
     def metrics(self, name: str, version: str | int) -> dict[str, dict[str, float]]:
         """Dataset -> metric -> latest value of a version."""
@@ -403,134 +347,29 @@ class ModelRegistry:
     def verify(self, mv: ModelVersion) -> Path:
         """The artifact's path, after checking it exists and has the recorded sha256."""
         fix = f"re-register the model or roll back with `novacron models rollback {mv.name}`"
-        return _check_digest(self.artifact_path(mv), mv.sha256, f"The artifact of {mv.ref}", fix)
+        return check_digest(self.artifact_path(mv), mv.sha256, f"The artifact of {mv.ref}", fix)
 
     def import_bundle(self, bundle_dir: Path) -> list[ModelVersion]:
-        """Register and activate the shipped models of a bundle.
+        """Register and activate the shipped models of a bundle (``manifest.json``).
 
-        ``bundle_dir/manifest.json`` is a list of ``{name, mode, file, sha256, params,
-        metrics, history, dataset, notes}``; each file's sha256 is checked first. A model
-        the registry lacks is registered and activated. A shipped model that is new to a
-        registry that has the name (an upgraded package) is registered, and activated
-        only if the active version is itself a shipped one: a version the user trained or
-        activated by hand stays active. Returns the versions activated (none on a second
-        call).
+        See :func:`models.bundle.import_bundle`; returns the versions activated (none on
+        a second call).
         """
-        manifest = Path(bundle_dir) / "manifest.json"
-        try:
-            entries = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            msg = f"Cannot read the model bundle manifest '{manifest}': {exc}"
-            raise RegistryError(msg) from exc
-        if not isinstance(entries, list):
-            msg = f"'{manifest}' must hold a JSON list. Got {type(entries).__name__} instead."
-            raise RegistryError(msg)
-        known = set(self._rows("SELECT name, sha256 FROM model_registry"))
-        present = {name for name, _ in known}
-        imported: list[ModelVersion] = []
-        for index, entry in enumerate(entries):
-            required = {"name", "mode", "file", "sha256"}
-            if not isinstance(entry, dict) or not required <= entry.keys():
-                msg = f"Entry {index} of '{manifest}' needs keys {sorted(required)}. Got {entry!r}."
-                raise RegistryError(msg)
-            if (entry["name"], entry["sha256"]) in known:
-                continue
-            source = Path(bundle_dir) / entry["file"]
-            _check_digest(source, entry["sha256"], "The bundled model", "reinstall the package")
-            mv = self.register(
-                entry["name"], source, mode=entry["mode"], kind=entry.get("kind", "onnx"),
-                params=entry.get("params"), metrics=entry.get("metrics"),
-                history=entry.get("history"), dataset=entry.get("dataset", ""),
-                notes=entry.get("notes", ""),
-            )  # fmt: skip
-            for dataset, figures in (entry.get("baselines") or {}).items():
-                self.record_metrics(mv.name, mv.version, dataset, figures)
-            if mv.name in present and not self._shipped_is_active(mv.name):
-                continue
-            imported.append(self.activate(mv.name, mv.version, reason=f"{BUNDLED} {bundle_dir}"))
-        return imported
+        return bundle.import_bundle(self, bundle_dir)
 
-    def _shipped_is_active(self, name: str) -> bool:
-        """Whether the latest activation of ``name`` was an import of a shipped bundle."""
+    def digests(self) -> set[tuple[str, str]]:
+        """Every registered ``(name, sha256)`` pair."""
+        return set(self._rows("SELECT name, sha256 FROM model_registry"))
+
+    def last_activation(self, name: str) -> tuple[str, str] | None:
+        """``(action, reason)`` of the latest activation or rollback of ``name``, if any."""
         rows = self._rows(
             "SELECT action, reason FROM activations WHERE name = ? ORDER BY id DESC LIMIT 1",
             (name,),
         )
-        return bool(rows) and rows[0][0] == "activate" and str(rows[0][1]).startswith(BUNDLED)
+        return (rows[0][0], str(rows[0][1])) if rows else None
 
     def _unknown_model(self, name: str) -> str:
         names = sorted(n for (n,) in self._rows("SELECT DISTINCT name FROM model_registry"))
         known = ", ".join(names) if names else "none (the registry is empty)"
         return f"Model '{name}' is not in the registry at '{self.db_path}'. Known models: {known}."
-
-
-def _to_version(row: Sequence[Any]) -> ModelVersion:
-    (id_, name, version, mode, kind, path, sha, size, created, status, params, metrics,
-     notes, activated) = row  # fmt: skip
-    return ModelVersion(
-        id_, name, version, mode, kind, path, sha, size, created, status,
-        json.loads(params), json.loads(metrics), notes, activated,
-    )  # fmt: skip
-
-
-def _insert_metrics(
-    conn: sqlite3.Connection, key: tuple[str, str, str], values: dict[str, float], now: float
-) -> None:
-    sql = "INSERT INTO performance_metrics (name, version, dataset, metric, value, recorded_at)"
-    conn.executemany(
-        sql + " VALUES (?, ?, ?, ?, ?, ?)", [(*key, k, v, now) for k, v in values.items()]
-    )
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    sha, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size
-
-
-def _check_digest(path: Path, expected: str, what: str, fix: str) -> Path:
-    actual = _digest(path)[0] if path.is_file() else "none (the file is missing)"
-    if actual != expected:
-        msg = f"{what} at '{path}' fails verification: expected sha256 {expected}, got {actual}."
-        msg += f" To fix: {fix}."
-        raise RegistryError(msg)
-    return path
-
-
-def _finite(values: Mapping[str, Any], what: str) -> dict[str, float]:
-    for key, value in values.items():
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value):
-            msg = f"Each {what} must be a finite number. Got {key}={value!r} instead."
-            raise RegistryError(msg)
-    return {key: float(value) for key, value in values.items()}
-
-
-def _epoch_row(row: Mapping[str, Any], name: str) -> tuple[int, list[tuple[str, float]]]:
-    epoch = row.get("epoch")
-    if (
-        not isinstance(epoch, int | float)
-        or isinstance(epoch, bool)
-        or not float(epoch).is_integer()
-    ):
-        msg = f"Each training history row of '{name}' needs an integer 'epoch'. Got {dict(row)!r}."
-        raise RegistryError(msg)
-    rest = {k: v for k, v in row.items() if k != "epoch"}
-    return int(epoch), list(_finite(rest, f"history value of '{name}'").items())
-
-
-def _active_stack(log_rows: Sequence[tuple[str, str]]) -> list[str]:
-    """Replay the activations log: an activation pushes, a rollback pops back to its target."""
-    stack: list[str] = []
-    for version, action in log_rows:
-        if action == "rollback":
-            while stack and stack[-1] != version:
-                stack.pop()
-            if not stack:
-                stack.append(version)
-        else:
-            stack.append(version)
-    return stack

@@ -6,17 +6,14 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
-from novacron.errors import ModelError
-from novacron.settings import Settings
+from streams.errors import ModelError
+from streams.predictor import BandwidthPredictor
+from streams.records import MODES, ModelEvent, ModelRef
 
 from .baseline import HarmonicMeanPredictor
-from .lstm_predictor import LstmBandwidthPredictor
-from .predictor import BandwidthPredictor
+from .lstm_predictor import LstmBandwidthPredictor, model_name
 from .registry import ModelRegistry
-
-MODES = ("datacenter", "internet")
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +22,7 @@ ModelSource = Callable[[], Mapping[str, BandwidthPredictor]]
 
 def baseline_models() -> Mapping[str, BandwidthPredictor]:
     """The harmonic-mean baseline for both modes."""
-    return {mode: HarmonicMeanPredictor(mode) for mode in ("datacenter", "internet")}
+    return {mode: HarmonicMeanPredictor(mode) for mode in MODES}
 
 
 class ModelHolder:
@@ -72,25 +69,28 @@ class ModelHolder:
 
 def model_loaded_events(
     before: Mapping[str, str], after: Mapping[str, str], now: float
-) -> list[dict[str, Any]]:
+) -> list[ModelEvent]:
     """``model.events.v1`` records for the modes whose model changed in a refresh.
 
     Examples:
-        >>> model_loaded_events({"internet": "m:1"}, {"internet": "m:2"}, 1.8e9)[0]["detail"]
+        >>> model_loaded_events({"internet": "m:1"}, {"internet": "m:2"}, 1.8e9)[0].detail
         {'mode': 'internet', 'previous': 'm:1', 'worker_swap': True}
     """
-    events: list[dict[str, Any]] = []
+    events: list[ModelEvent] = []
     for mode, ref in after.items():
         if before.get(mode) == ref:
             continue
         name, version = ref.rsplit(":", 1)
         previous = before.get(mode)
-        events.append({
-            "schema_version": 1, "event": "loaded", "model": {"name": name, "version": version},
-            "previous_version": previous.rsplit(":", 1)[1] if previous else None, "ts": now,
-            "detail": {"mode": mode, "previous": previous, "worker_swap": True},
-            "produced_at": now,
-        })  # fmt: skip
+        events.append(
+            ModelEvent(
+                "loaded",
+                ModelRef(name, version),
+                now,
+                previous_version=previous.rsplit(":", 1)[1] if previous else None,
+                detail={"mode": mode, "previous": previous, "worker_swap": True},
+            )
+        )
     return events
 
 
@@ -119,7 +119,7 @@ class RegistrySource:
         active = self.registry.active_versions()
         out: dict[str, BandwidthPredictor] = {}
         for mode in self.modes:
-            name = f"bandwidth-lstm-{mode}"
+            name = model_name(mode)
             version = active.get(name)
             if version is None:
                 out[mode] = HarmonicMeanPredictor(mode)
@@ -132,9 +132,12 @@ class RegistrySource:
         return out
 
 
-def registry_source(settings: Settings, *, import_shipped: bool = True) -> RegistrySource:
-    """The worker's model source: the registry, seeded with the shipped models once."""
-    registry = ModelRegistry.from_settings(settings)
-    if import_shipped and (SHIPPED_BUNDLE / "manifest.json").is_file():
+def with_shipped_models(registry: ModelRegistry) -> ModelRegistry:
+    """The registry with the shipped models imported (once; a no-op when they are there).
+
+    A shipped version is activated where no model of its name is active, or where the
+    active one is an older shipped version; a model the user trained or chose stays.
+    """
+    if (SHIPPED_BUNDLE / "manifest.json").is_file():
         registry.import_bundle(SHIPPED_BUNDLE)
-    return RegistrySource(registry)
+    return registry

@@ -1,13 +1,14 @@
-"""Train the bandwidth LSTM (TensorFlow/Keras), calibrate its interval, export to ONNX.
+"""Train the bandwidth LSTM (TensorFlow/Keras): the model, its fit, and the trained result.
 
 Needs the ``train`` extra (``pip install .[train]``); TensorFlow is imported inside the
-functions that need it, so nothing else in the package pulls it in.
+functions that need it, so nothing else in the package pulls it in. The interval's
+calibration and the metrics are in :mod:`models.scoring`, the ONNX export in
+:mod:`models.onnx_export`.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,15 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from novacron.errors import ConfigError, ModelError
+from streams.errors import ConfigError, ModelError
 
-from .baseline import best_ewma_alpha, harmonic_mean_of_last
 from .datasets import WindowSet
-from .features import CHANNELS, FeatureStats, encode_windows, last_bandwidth
-from .lstm_predictor import IntervalSpec, LstmBandwidthPredictor, ModelMetadata, window_volatility
-from .predictor import bandwidth_target
-
-PARITY_TOLERANCE = 1e-4
+from .features import CHANNELS, FeatureStats, encode_windows
+from .lstm_predictor import LstmBandwidthPredictor, ModelMetadata
+from .onnx_export import export_onnx
+from .scoring import (
+    baseline_predictions,
+    calibrate_interval,
+    choose_ewma_alpha,
+    metrics_dict,
+    score,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,84 +61,6 @@ def mode_config(mode: str) -> ModeConfig:
         )
         raise ConfigError(msg)
     return MODE_CONFIGS[mode]
-
-
-@dataclass(slots=True)
-class Metrics:
-    """Point and interval quality on one test set."""
-
-    mae: float
-    rmse: float
-    mae_pct_of_mean: float
-    acc10: float
-    acc20: float
-    coverage: float | None = None
-    mean_confidence: float | None = None
-    n: int = 0
-
-
-def score(
-    point: np.ndarray,
-    actual: np.ndarray,
-    lower: np.ndarray | None = None,
-    upper: np.ndarray | None = None,
-    confidence: np.ndarray | None = None,
-) -> Metrics:
-    """MAE, RMSE, accuracy within ±10% and ±20%, and interval coverage.
-
-    Examples:
-        >>> m = score(np.array([100.0, 90.0]), np.array([100.0, 120.0]))
-        >>> m.mae, m.acc10, m.acc20
-        (15.0, 0.5, 0.5)
-    """
-    err = np.abs(point - actual)
-    metrics = Metrics(
-        mae=float(err.mean()),
-        rmse=float(np.sqrt(np.mean(err**2))),
-        mae_pct_of_mean=float(100 * err.mean() / np.mean(np.abs(actual))),
-        acc10=float(np.mean(err <= 0.1 * np.abs(actual))),
-        acc20=float(np.mean(err <= 0.2 * np.abs(actual))),
-        n=int(actual.size),
-    )
-    if lower is not None and upper is not None:
-        metrics.coverage = float(np.mean((actual >= lower) & (actual <= upper)))
-    if confidence is not None:
-        metrics.mean_confidence = float(np.mean(confidence))
-    return metrics
-
-
-def metrics_dict(m: Metrics) -> dict[str, float]:
-    names = ("mae", "rmse", "mae_pct_of_mean", "acc10", "acc20", "coverage", "mean_confidence", "n")
-    return {k: float(getattr(m, k)) for k in names if getattr(m, k) is not None}
-
-
-def window_ewma(windows: np.ndarray, alpha: float) -> np.ndarray:
-    """EWMA over each raw window's bandwidth (the baseline's next-step prediction)."""
-    target = bandwidth_target(windows)
-    level = np.full(target.shape[0], np.nan)
-    for s in range(target.shape[1]):
-        x = target[:, s]
-        level = np.where(
-            np.isnan(level), x, np.where(np.isnan(x), level, alpha * x + (1 - alpha) * level)
-        )
-    return level
-
-
-def baseline_predictions(windows: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
-    """Last value, EWMA and harmonic mean of 5 on the same windows."""
-    target = bandwidth_target(windows)
-    return {
-        "last_value": last_bandwidth(windows),
-        "ewma": window_ewma(windows, alpha),
-        "harmonic_mean_5": harmonic_mean_of_last(target, 5),
-    }
-
-
-def choose_ewma_alpha(train: WindowSet) -> float:
-    """The EWMA alpha with the lowest training MAE (never chosen on test data)."""
-    sample = slice(0, min(len(train), 20_000))
-    windows, targets = train.windows[sample], train.targets[sample]
-    return best_ewma_alpha(lambda a: float(np.nanmean(np.abs(window_ewma(windows, a) - targets))))
 
 
 def build_model(config: ModeConfig, units: tuple[int, int] | None = None) -> Any:
@@ -297,45 +224,6 @@ def train_lstm(
     )
 
 
-VOLATILITY_CANDIDATES = (10, 3, 4, 5, 7, 20, 30)
-"""Windows (steps) of the interval's volatility scale tried at calibration; 10 first."""
-
-
-def calibrate_interval(
-    residuals: np.ndarray,
-    encoded: np.ndarray,
-    families: np.ndarray,
-    level: float,
-    *,
-    floor: float = 0.01,
-    better_by: float = 0.005,
-) -> IntervalSpec:
-    """Split-conformal interval on validation residuals ``log(next/last) - out``.
-
-    Residuals are divided by the window's volatility over its last ``k`` steps and the
-    interval takes their ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles. ``k`` is
-    chosen among :data:`VOLATILITY_CANDIDATES` so that the validation coverage of the
-    worst-covered family (synthetic links, each trace folder) is nearest to ``level``:
-    families whose errors scale with short-term jumps differently would otherwise be
-    covered unevenly. A ``k`` must beat the first candidate by ``better_by`` to be taken,
-    so data with one family keeps 10.
-    """
-    alpha = (1 - level) / 2
-    n = residuals.size
-    groups = [families == f for f in np.unique(families)] or [np.ones(n, dtype=bool)]
-    best: tuple[float, IntervalSpec] | None = None
-    for steps in VOLATILITY_CANDIDATES:
-        z = residuals / window_volatility(encoded, floor, steps)
-        q_low = float(np.quantile(z, max(0.0, alpha * (n + 1) / n - 1 / n)))
-        q_high = float(np.quantile(z, min(1.0, (1 - alpha) * (n + 1) / n)))
-        inside = (z >= q_low) & (z <= q_high)
-        worst = max(abs(float(inside[g].mean()) - level) for g in groups)
-        if best is None or worst < best[0] - better_by:
-            best = (worst, IntervalSpec(level, q_low, q_high, floor, steps))
-    assert best is not None
-    return best[1]
-
-
 def finalize(
     config: ModeConfig,
     model: Any,
@@ -417,35 +305,3 @@ def finalize(
         train_seconds,
         test,
     )
-
-
-def export_onnx(
-    model: Any, metadata: ModelMetadata, test: WindowSet, stats: FeatureStats
-) -> tuple[Path, float]:
-    """Convert with tf2onnx, embed the metadata, and refuse a graph that differs from Keras."""
-    import onnx
-    import onnxruntime as ort
-    import tensorflow as tf
-    import tf2onnx
-
-    spec = (tf.TensorSpec((None, metadata.window, len(CHANNELS)), tf.float32, name="x"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "novacron", metadata.to_json()
-    path = Path(tempfile.mkdtemp(prefix="novacron-train-")) / f"bandwidth-lstm-{metadata.mode}.onnx"
-    onnx.save(proto, str(path))
-    # Every test window: the first few thousand may all be one family (a mixed set starts
-    # with the synthetic links, where a model can be nearly constant) and prove little.
-    x, last = encode_windows(test.windows, stats)
-    x = x[np.isfinite(last)]
-    keras_out = model.predict(x, batch_size=1024, verbose=0)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0]
-    parity = float(np.max(np.abs(keras_out - onnx_out))) if x.size else 0.0
-    if parity >= PARITY_TOLERANCE:
-        msg = (
-            f"ONNX output differs from Keras by {parity:.2e} (limit {PARITY_TOLERANCE}); "
-            "not exporting."
-        )
-        raise ModelError(msg)
-    return path, parity

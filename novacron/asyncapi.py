@@ -8,18 +8,19 @@ from typing import Any
 import yaml
 
 import schemas
+from streams.topics import INPUT_ROLES, Topics
 
 _KEYS = {
-    "telemetry.link.v1": "link_id",
-    "telemetry.host.v1": "host_id",
-    "predictions.bandwidth.v1": "link_id",
-    "alerts.anomaly.v1": "host_id or link_id",
-    "workload.class.v1": "host_id",
-    "actions.scaling.v1": "host_id or cluster",
-    "telemetry.dlq.v1": "the key of the refused message",
-    "model.events.v1": "model name",
+    "link": "link_id",
+    "host": "host_id",
+    "predictions": "link_id",
+    "alerts": "host_id or link_id",
+    "workload": "host_id",
+    "scaling": "host_id or cluster",
+    "dlq": "the key of the refused message",
+    "model_events": "model name",
 }
-_RECEIVED = ("telemetry.link.v1", "telemetry.host.v1")
+"""The record key of each Kafka topic, by role (``scores`` is not a Kafka topic)."""
 
 
 def build_asyncapi() -> str:
@@ -27,7 +28,8 @@ def build_asyncapi() -> str:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for topic in schemas.TOPIC_SCHEMAS:
+    for role, key in _KEYS.items():
+        topic = Topics.schema(role)
         schema = schemas.load(topic)
         name = topic.replace(".", "_")
         messages[name] = {
@@ -35,7 +37,7 @@ def build_asyncapi() -> str:
             "title": schema.get("title", topic),
             "contentType": "application/json",
             "summary": schema.get("description", schema.get("title", topic)),
-            "bindings": {"kafka": {"key": {"type": "string", "description": _KEYS[topic]}}},
+            "bindings": {"kafka": {"key": {"type": "string", "description": key}}},
             "payload": {
                 "schemaFormat": "application/schema+json;version=draft-2020-12",
                 "schema": {"$ref": f"./{topic}.json"},
@@ -45,7 +47,7 @@ def build_asyncapi() -> str:
             "address": topic,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }
-        action = "receive" if topic in _RECEIVED else "send"
+        action = "receive" if role in INPUT_ROLES else "send"
         operations[f"{action}_{name}"] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{name}"},

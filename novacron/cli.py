@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .errors import NovacronError
+from agents.settings import Settings
+from streams.errors import NovacronError
+
 from .models_cli import models_app
-from .settings import Settings
 
 app = typer.Typer(
     help="NovaCron telemetry ML: streaming bandwidth predictions, alerts and actions.",
@@ -87,10 +88,8 @@ def worker(
 ) -> None:
     """Run a stream worker (Faust) until stopped; several share the partitions."""
     from agents.worker import run_worker
-    from models.serving import registry_source
 
-    settings = _settings(ctx)
-    run_worker(settings, loglevel=loglevel, source=registry_source(settings))
+    run_worker(_settings(ctx), loglevel=loglevel)
 
 
 @app.command()
@@ -114,8 +113,8 @@ def produce(
     """Write synthetic link (and host) telemetry to Kafka."""
     from tqdm import tqdm
 
-    from .produce import ProduceOptions
     from .produce import produce as run_produce
+    from .produce_messages import ProduceOptions
 
     options = ProduceOptions(
         rate=rate,
@@ -180,15 +179,25 @@ def replay(
     rename: Annotated[
         list[str] | None, typer.Option(help="Column rename OLD=NEW, repeatable.")
     ] = None,
+    models: Annotated[
+        str,
+        typer.Option(
+            help="registry: the active versions, as the worker serves them; "
+            "baseline: the harmonic mean."
+        ),
+    ] = "registry",
 ) -> None:
-    """Run the stream core over a file and write the records the worker would send."""
+    """Run the worker's pipeline over a file and write the records the worker would send."""
+    from streams.sources import ReadOptions
+
     from .replaying import run_replay
 
     renames = dict(item.split("=", 1) for item in rename or [])
-    report = run_replay(
-        _settings(ctx), input, output, kind=kind, key=key, mode=mode, rename=renames
-    )
-    out.print(report)
+    options = ReadOptions(kind=kind, key=key, mode=mode, rename=renames)
+    run = run_replay(_settings(ctx), input, output, options=options, models=models)
+    for mode, ref in run.served.items():
+        out.print(f"served {mode}: {ref}", highlight=False)
+    out.print(run.report)
 
 
 @app.command()
@@ -240,9 +249,9 @@ def train_bandwidth(
     ] = "auto",
 ) -> None:
     """Train the bandwidth LSTM, export it to ONNX and register it."""
+    from agents.wiring import open_registry
     from models.bandwidth_training import TrainRequest
     from models.bandwidth_training import train_bandwidth as run_training
-    from models.registry import ModelRegistry
 
     from .reports import print_train_report
 
@@ -265,7 +274,7 @@ def train_bandwidth(
         horizon=horizon,
         activate=activate,  # type: ignore[arg-type]
     )
-    registry = ModelRegistry.from_settings(_settings(ctx))
+    registry = open_registry(_settings(ctx))
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         console.print(
@@ -345,14 +354,14 @@ def bench_inference(
     """Predictions/s and latency: the worker's predictor path vs bare onnxruntime."""
     import json
 
+    from agents.wiring import model_source
     from models.lstm_predictor import LstmBandwidthPredictor
-    from models.serving import registry_source
 
     from .bench_inference import bench_model
     from .reports import print_inference
 
     rows = []
-    for mode, predictor in registry_source(_settings(ctx))().items():
+    for mode, predictor in model_source(_settings(ctx))().items():
         if not isinstance(predictor, LstmBandwidthPredictor):
             out.print(f"{mode}: no LSTM active (serving {predictor.name}); skipped")
             continue

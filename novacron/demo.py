@@ -25,10 +25,11 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
+from agents.settings import Settings
 from agents.topics import ensure_topics
 
-from .produce import ProduceOptions, ProduceReport, produce
-from .settings import Settings
+from .produce import ProduceReport, produce
+from .produce_messages import ProduceOptions
 from .tail import format_record
 
 

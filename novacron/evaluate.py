@@ -10,6 +10,7 @@ validated on are left out. Baselines are scored on exactly the same targets.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from collections import defaultdict
@@ -20,14 +21,16 @@ from typing import Any
 import numpy as np
 import orjson
 
+from agents.settings import Settings
+from agents.wiring import model_source
 from models.baseline import best_ewma_alpha, ewma, harmonic_mean, last_value
 from models.datasets import Series, read_series
-from models.serving import RegistrySource, registry_source
-from models.training import metrics_dict, score
+from models.scoring import metrics_dict, score
+from models.serving import ModelSource
 from online.gain import OnlineGain
+from streams.sources import ReadOptions
 
 from .replaying import run_replay
-from .settings import Settings
 
 BASELINES = ("last_value", "ewma", "harmonic_mean_5")
 MODEL_ONLY = "model_only"
@@ -73,16 +76,17 @@ def _trace_csv(series: Series, path: Path) -> None:
 
 
 def _served(
-    settings: Settings, csv_path: Path, length: int, source: RegistrySource, horizon: int
+    settings: Settings, csv_path: Path, length: int, source: ModelSource, horizon: int
 ) -> np.ndarray:
     """Replay a trace CSV; aligned: ``out[t]`` is (point, lower, upper) for sample ``t``."""
     out_path = csv_path.with_suffix(".jsonl")
-    run_replay(settings, csv_path, out_path, kind="link", source=source, show_progress=False)
+    options = ReadOptions(kind="link")
+    run_replay(settings, csv_path, out_path, options=options, source=source, show_progress=False)
     keys = ("predicted_bandwidth_mbps", "lower_mbps", "upper_mbps")
     rows = [
         [np.nan if line["value"].get(k) is None else line["value"][k] for k in keys]
         for line in map(orjson.loads, out_path.read_bytes().splitlines())
-        if line["topic"] == "scores.v1"
+        if line["topic"] == settings.topics.scores
     ]
     values = np.array(rows, dtype=float).reshape(-1, 3)
     out = np.full((length, 3), np.nan)
@@ -165,7 +169,7 @@ def _choose_alpha(train: list[np.ndarray]) -> float:
 
 def evaluate_bandwidth(settings: Settings, root: Path) -> list[FamilyResult]:
     """Score the active internet model and the baselines per family folder under ``root``."""
-    source = registry_source(settings)
+    source = model_source(settings)
     predictor = source()["internet"]
     extra = getattr(getattr(predictor, "metadata", None), "extra", {})
     seen = set(extra.get("trained_on", [])) | set(extra.get("validated_on", []))
@@ -253,33 +257,42 @@ def write_results(results: list[FamilyResult], path: Path, extra: dict[str, Any]
 def served_on_series(
     predictor: Any, series: Series, online: OnlineGain | None, *, chunk: int = 2_000
 ) -> np.ndarray:
-    """Run one link through the worker's processor; ``out[t]`` predicts ``x[t]``.
+    """Run one link through the worker's pipeline; ``out[t]`` predicts ``x[t]``.
 
     Rows are (point, lower, upper); samples go in batches of ``chunk``, and the window
     holds the model's history, as in the worker.
     """
-    from streams.processor import BandwidthProcessor
-    from streams.records import LinkSample
+    from streams.pipeline import RawMessage, build_pipeline
+    from streams.processors import ProcessorParts
+    from streams.records import MEASURES, SourceRef
+    from streams.store import InMemoryWindowStore
 
     size = predictor.window_steps
-    processor = BandwidthProcessor(lambda mode: predictor, size, online)
+    parts = ProcessorParts(lambda mode: predictor, size, online)
+    pipeline = build_pipeline(parts, InMemoryWindowStore(size), clock=lambda: 0.0)
     index: dict[str, int] = {}
-    samples = []
+    messages = []
     for i, row in enumerate(series.values):
-        values = [None if np.isnan(v) else float(v) for v in row]
         event_id = f"{series.name}-{i}"
         index[event_id] = i
-        samples.append(LinkSample(event_id, series.name, 1.7e9 + i * series.step_s,
-                                  predictor.mode, *values))  # fmt: skip
-    out = np.full((len(samples), 3), np.nan)
-    window: list[Any] = []
-    for start in range(0, len(samples), chunk):
-        result = processor.process(samples[start : start + chunk], {series.name: window})
-        window = (window + result.appends.get(series.name, []))[-size:]
-        for p in result.predictions:
-            t = index[p.event_id] + predictor.horizon_steps
-            if t < out.shape[0]:
-                out[t] = (p.predicted_bandwidth_mbps, p.lower_mbps, p.upper_mbps)
+        sample = {"event_id": event_id, "link_id": series.name, "mode": predictor.mode,
+                  "ts": 1.7e9 + i * series.step_s}  # fmt: skip
+        sample.update((m, float(v)) for m, v in zip(MEASURES, row, strict=True) if np.isfinite(v))
+        messages.append(RawMessage(orjson.dumps(sample), SourceRef(pipeline.topics.link)))
+    out = np.full((len(messages), 3), np.nan)
+
+    async def run() -> None:
+        for start in range(0, len(messages), chunk):
+            outcome = await pipeline.handle_link(messages[start : start + chunk])
+            for record in outcome.outputs:
+                if record.topic != pipeline.topics.predictions:
+                    continue  # a row the decoder refused: no prediction, as in the worker
+                p = orjson.loads(record.value)
+                t = index[p["source_event_ids"][0]] + predictor.horizon_steps
+                if t < out.shape[0]:
+                    out[t] = (p["predicted_bandwidth_mbps"], p["lower_mbps"], p["upper_mbps"])
+
+    asyncio.run(run())
     return out
 
 
@@ -296,9 +309,9 @@ def evaluate_synthetic(
     """
     from models.datasets import build_windows, synthetic_series
     from models.features import series_windows
-    from models.training import baseline_predictions, choose_ewma_alpha
+    from models.scoring import baseline_predictions, choose_ewma_alpha
 
-    predictor = registry_source(settings)()[mode]
+    predictor = model_source(settings)()[mode]
     window = max(predictor.window_steps, 10)
     series = synthetic_series(mode, links, length, seed)
     data = build_windows(series, window, by_file=False)

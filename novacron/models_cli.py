@@ -10,10 +10,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from agents.settings import Settings
 from models.registry import ModelRegistry, ModelVersion
-
-from .errors import RegistryError
-from .settings import Settings
+from streams.errors import RegistryError
 
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 
@@ -24,8 +23,11 @@ KEY_METRICS = ("mae", "rmse", "acc20", "coverage", "f1", "auc")
 
 
 def _registry(ctx: typer.Context) -> ModelRegistry:
+    # As the worker opens it: a fresh registry lists the shipped models as active.
+    from agents.wiring import open_registry
+
     settings: Settings = ctx.obj
-    return ModelRegistry.from_settings(settings)
+    return open_registry(settings)
 
 
 def _when(ts: float | None) -> str:

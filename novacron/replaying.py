@@ -4,35 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 from tqdm import tqdm
 
-from models.serving import ModelHolder, ModelSource, baseline_models
-from online.gain import OnlineGain
-from streams.pipeline import OutputTopics, TelemetryPipeline
-from streams.processor import BandwidthProcessor
-from streams.replay import ReplayOptions, ReplayReport, replay
+from agents.settings import Settings
+from agents.wiring import model_source, pipeline_for
+from models.serving import ModelHolder, ModelSource
+from streams.pipeline import TelemetryPipeline
+from streams.replay import ReplayReport, replay
+from streams.sources import ReadOptions
 from streams.store import InMemoryWindowStore
 
-from .settings import Settings
+
+@dataclass(slots=True)
+class ReplayRun:
+    """What a replay wrote, and which model versions served it (mode -> name:version)."""
+
+    report: ReplayReport
+    served: dict[str, str]
 
 
-def build_replay_pipeline(
-    settings: Settings, source: ModelSource | None = None
-) -> TelemetryPipeline:
-    """The worker's pipeline with an in-memory window store and the same models."""
-    models = ModelHolder(source or baseline_models)
-    processor = BandwidthProcessor(
-        models.predictor_for,
-        settings.window_size,
-        OnlineGain() if settings.online_gain else None,
-    )
-    topics = OutputTopics(predictions=settings.topics.predictions, dlq=settings.topics.dlq)
-    return TelemetryPipeline(
-        processor, InMemoryWindowStore(settings.window_size), time.time, topics
+def replay_pipeline(settings: Settings, models: ModelHolder) -> TelemetryPipeline:
+    """The worker's pipeline, with an in-memory window store and score lines."""
+    return pipeline_for(
+        settings, models, InMemoryWindowStore(settings.window_size), time.time, with_scores=True
     )
 
 
@@ -41,16 +38,19 @@ def run_replay(
     input_path: Path,
     output_path: Path,
     *,
-    kind: str | None = None,
-    key: str | None = None,
-    mode: str = "datacenter",
-    rename: dict[str, str] | None = None,
+    options: ReadOptions | None = None,
+    models: str = "registry",
     source: ModelSource | None = None,
     show_progress: bool = True,
-) -> ReplayReport:
-    """Replay ``input_path`` into ``output_path`` (JSON lines)."""
-    options = ReplayOptions(kind=kind, key=key, mode=mode, rename=rename or {})
-    pipeline = build_replay_pipeline(settings, source)
+) -> ReplayRun:
+    """Replay ``input_path`` into ``output_path`` (JSON lines).
+
+    Serves the registry's active versions (the shipped models on a fresh registry), as
+    the worker does; ``models="baseline"`` serves the harmonic mean instead, and
+    ``source`` overrides both (evaluation passes one it has already loaded).
+    """
+    holder = ModelHolder(source or model_source(settings, models))
+    pipeline = replay_pipeline(settings, holder)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     size = input_path.stat().st_size if input_path.is_file() else None
     with (
@@ -58,8 +58,9 @@ def run_replay(
         tqdm(unit="row", disable=not show_progress or (size or 0) < 1_000_000, leave=False) as bar,
     ):
 
-        def write(line: dict[str, Any]) -> None:
-            handle.write(orjson.dumps(line))
+        def write(line: bytes) -> None:
+            handle.write(line)
             handle.write(b"\n")
 
-        return asyncio.run(replay(input_path, pipeline, write, options, progress=bar.update))
+        report = asyncio.run(replay(input_path, pipeline, write, options, progress=bar.update))
+    return ReplayRun(report, holder.describe())

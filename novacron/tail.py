@@ -13,8 +13,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from novacron.errors import StackError
-from novacron.settings import Settings
+from agents.settings import Settings
+from streams.errors import StackError
+from streams.topics import Topics, roles
 
 __all__ = ["TailRecord", "format_record", "resolve_topic", "tail"]
 
@@ -59,10 +60,8 @@ def resolve_topic(settings: Settings, name: str) -> str:
         >>> resolve_topic(s, "dlq"), resolve_topic(s, "model-events"), resolve_topic(s, "x.y")
         ('telemetry.dlq.v1', 'model.events.v1', 'x.y')
     """
-    field = name.replace("-", "_")
-    if field in type(settings.topics).model_fields:
-        return str(getattr(settings.topics, field))
-    return name
+    role = name.replace("-", "_")
+    return settings.topics.name(role) if role in roles() else name
 
 
 def _decode(msg: Any) -> TailRecord:
@@ -288,34 +287,38 @@ def _telemetry(one: Callable[[str | None, Mapping[str, Any]], str]) -> Callable[
 
 
 _FORMATTERS: dict[str, Callable[[str | None, Mapping[str, Any]], str]] = {
-    "predictions.bandwidth": _prediction,
-    "telemetry.dlq": _dead_letter,
-    "alerts.anomaly": _alert,
-    "workload.class": _workload,
-    "actions.scaling": _scaling,
-    "model.events": _model_event,
-    "telemetry.link": _telemetry(_link_sample),
-    "telemetry.host": _telemetry(_host_sample),
+    "predictions": _prediction,
+    "dlq": _dead_letter,
+    "alerts": _alert,
+    "workload": _workload,
+    "scaling": _scaling,
+    "model_events": _model_event,
+    "link": _telemetry(_link_sample),
+    "host": _telemetry(_host_sample),
 }
+"""Formatter per topic role."""
+
+_BY_BASE = {Topics.schema(role).rsplit(".v", 1)[0]: role for role in _FORMATTERS}
+"""Roles by topic name without its version suffix, so a newer version still formats."""
 
 # Renamed topics are recognised by a field only their records carry.
 _SIGNATURES: tuple[tuple[str, str], ...] = (
-    ("predicted_bandwidth_mbps", "predictions.bandwidth"),
-    ("error_kind", "telemetry.dlq"),
-    ("anomaly_score", "alerts.anomaly"),
-    ("workload_type", "workload.class"),
-    ("action_id", "actions.scaling"),
-    ("event", "model.events"),
+    ("predicted_bandwidth_mbps", "predictions"),
+    ("error_kind", "dlq"),
+    ("anomaly_score", "alerts"),
+    ("workload_type", "workload"),
+    ("action_id", "scaling"),
+    ("event", "model_events"),
 )
 
 
 def _formatter(topic: str, value: Mapping[str, Any]) -> Callable[..., str] | None:
     base = topic.rsplit(".v", 1)[0] if topic.rsplit(".v", 1)[-1].isdigit() else topic
-    if base in _FORMATTERS:
-        return _FORMATTERS[base]
-    for fieldname, kind in _SIGNATURES:
+    if base in _BY_BASE:
+        return _FORMATTERS[_BY_BASE[base]]
+    for fieldname, role in _SIGNATURES:
         if fieldname in value:
-            return _FORMATTERS[kind]
+            return _FORMATTERS[role]
     return None
 
 

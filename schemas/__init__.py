@@ -12,20 +12,14 @@ from typing import Any
 
 import jsonschema
 
-TOPIC_SCHEMAS: tuple[str, ...] = (
-    "telemetry.link.v1",
-    "telemetry.host.v1",
-    "predictions.bandwidth.v1",
-    "alerts.anomaly.v1",
-    "workload.class.v1",
-    "actions.scaling.v1",
-    "telemetry.dlq.v1",
-    "model.events.v1",
+RECORD_SCHEMAS: tuple[str, ...] = tuple(
+    sorted(
+        entry.name.removesuffix(".json")
+        for entry in resources.files(__name__).iterdir()
+        if entry.name.endswith(".json")
+    )
 )
-"""Schemas of Kafka topics, named as the topics are."""
-
-RECORD_SCHEMAS: tuple[str, ...] = (*TOPIC_SCHEMAS, "scores.v1")
-"""Every schema, including ``scores.v1`` which replay writes to files only."""
+"""Every schema shipped, named as its topic is by default (``scores.v1`` is file-only)."""
 
 
 @cache

@@ -19,13 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console  # noqa: E402
 
+from agents.settings import Settings  # noqa: E402
 from models.bandwidth_training import register_trained  # noqa: E402
 from models.datasets import assemble, load_series  # noqa: E402
 from models.features import FeatureStats, fit_stats  # noqa: E402
 from models.registry import ModelRegistry  # noqa: E402
 from models.training import build_model, finalize, mode_config  # noqa: E402
 from novacron.reports import print_train_report  # noqa: E402
-from novacron.settings import Settings  # noqa: E402
 
 
 def main() -> None:
@@ -74,7 +74,7 @@ def main() -> None:
         seed=fit["seed"],
         extra=extra,
     )  # type: ignore[arg-type]
-    registry = ModelRegistry.from_settings(Settings())
+    registry = ModelRegistry.from_url(Settings().registry_url, Settings().artifact_dir)
     report = register_trained(registry, args.mode, trained, args.dataset, args.activate)
     print_train_report(report, Console())
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.settings import Settings  # noqa: E402
+from models.lstm_predictor import model_name  # noqa: E402
 from models.registry import ModelRegistry  # noqa: E402
-from novacron.settings import Settings  # noqa: E402
+from streams.records import MODES  # noqa: E402
 
 BUNDLE = Path(__file__).resolve().parents[1] / "models" / "artifacts"
 
@@ -33,7 +35,7 @@ def main() -> None:
         help="MODE=REGISTRY_DB:ARTIFACT_DIR, take that mode from another registry",
     )  # fmt: skip
     args = parser.parse_args()
-    default = ModelRegistry.from_settings(Settings())
+    default = ModelRegistry.from_url(Settings().registry_url, Settings().artifact_dir)
     sources = {}
     for item in args.source:
         mode, paths = item.split("=", 1)
@@ -44,8 +46,8 @@ def main() -> None:
     report = ["# Shipped bandwidth models", ""]
     if args.command_log and args.command_log.is_file():
         report += ["Trained with:", "", "```", args.command_log.read_text().strip(), "```", ""]
-    for mode in ("datacenter", "internet"):
-        name = f"bandwidth-lstm-{mode}"
+    for mode in MODES:
+        name = model_name(mode)
         registry = sources.get(mode, default)
         mv = registry.active(name)
         if mv is None:

@@ -6,9 +6,9 @@ samples and a dead letter for every refused message or sample.
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -17,12 +17,13 @@ import jsonschema
 import orjson
 
 import schemas
-from novacron.errors import DecodeError
+from streams.errors import DecodeError
 
-from .records import DeadLetter, HostSample, LinkSample, SourceRef
+from .records import DeadLetter, HostSample, LinkSample, OutputRecord, SourceRef
+from .topics import Topics
 
-LINK_SCHEMA = "telemetry.link.v1"
-HOST_SCHEMA = "telemetry.host.v1"
+LINK_SCHEMA = Topics.schema("link")
+HOST_SCHEMA = Topics.schema("host")
 SUPPORTED_SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BATCH = 10_000
@@ -211,27 +212,24 @@ def encode(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record)
 
 
-def dead_letter_record(dead: DeadLetter, produced_at: float) -> dict[str, Any]:
-    """The ``telemetry.dlq.v1`` record of a dead letter, with the original bytes."""
-    try:
-        text: str | None = dead.original.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    src = dead.source
-    return {
-        "schema_version": 1,
-        "error_kind": dead.error_kind,
-        "reason": dead.reason,
-        "source": {
-            "topic": src.topic,
-            "partition": src.partition,
-            "offset": src.offset,
-            "key": src.key,
-            "file": src.file,
-            "row": src.row,
-        },
-        "sample_index": dead.sample_index,
-        "original_bytes_b64": base64.b64encode(dead.original).decode("ascii"),
-        "original_text": text,
-        "produced_at": produced_at,
-    }
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """A record ready to send: topic name, key and value as the bytes on the wire."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+def encode_output(record: OutputRecord, topics: Topics, produced_at: float) -> EncodedRecord:
+    """Encode an output record for its configured topic: the one place records are encoded.
+
+    Examples:
+        >>> from streams.records import ModelEvent, ModelRef
+        >>> out = encode_output(ModelEvent("loaded", ModelRef("m", "1"), 2.0), Topics(), 3.0)
+        >>> out.topic, out.key, out.value[:40]
+        ('model.events.v1', 'm', b'{"schema_version":1,"event":"loaded","mo')
+    """
+    return EncodedRecord(
+        topics.name(record.topic), record.key, encode(record.to_record(produced_at))
+    )

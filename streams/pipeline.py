@@ -1,22 +1,27 @@
-"""One batch of raw telemetry messages in, the exact output records out.
+"""One batch of raw telemetry messages in, the exact encoded output records out.
 
-The Faust worker and ``novacron replay`` both call :class:`TelemetryPipeline`, so the
-records replay writes are the records the worker sends.
+:func:`build_pipeline` is the one way to make a pipeline: the Faust worker, ``novacron
+replay``, evaluation, the benchmarks and the tests all call it, so replay writes the
+bytes the worker sends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import dead_letter_record, decode_host, decode_link
-from .processor import BandwidthProcessor, host_entries
-from .records import DeadLetter, HostSample, LinkSample, SourceRef
+from .codec import EncodedRecord, decode_host, decode_link, encode_output
+from .processors import PROCESSORS, Processor, ProcessorFactory, ProcessorParts
+from .records import DeadLetter, OutputRecord, Score, SourceRef
 from .store import WindowStore
+from .topics import INPUT_ROLES, Topics
+from .windows import advance
 
-LINK_NAMESPACE = "link"
-HOST_NAMESPACE = "host"
+Decoder = Callable[[bytes, SourceRef], tuple[list[Any], list[DeadLetter]]]
+
+DECODERS: dict[str, Decoder] = {"link": decode_link, "host": decode_host}
+"""The decoder of each input role; its window namespace in the store is the role."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,121 +32,130 @@ class RawMessage:
     source: SourceRef
 
 
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
-    """A record to send: topic, key and the JSON value (a dict checked by its schema)."""
-
-    topic: str
-    key: str
-    value: dict[str, Any]
-
-
 @dataclass(slots=True)
 class BatchOutcome:
-    """Everything a batch produced, with the counts the worker reports as metrics."""
+    """Everything a batch produced, with the counts the worker reports as metrics.
 
-    outputs: list[OutputRecord] = field(default_factory=list)
-    scores: list[dict[str, Any]] = field(default_factory=list)
+    Attributes:
+        outputs: encoded records to send, processors' records first, then dead letters.
+        scores: one encoded ``scores.v1`` line per accepted sample (only when the
+            pipeline was built ``with_scores``).
+        accepted: samples decoded and validated.
+        dead_letters: refused messages or samples (also in ``outputs``).
+        duplicates: samples whose event id was already in the window (redeliveries).
+        counts: the processors' named counts, summed (``predictions``, ``warming_up``, ...).
+    """
+
+    outputs: list[EncodedRecord] = field(default_factory=list)
+    scores: list[EncodedRecord] = field(default_factory=list)
     accepted: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    predictions: int = 0
-    warming_up: int = 0
     duplicates: int = 0
-    no_history: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OutputTopics:
-    """Names of the topics the pipeline writes to."""
-
-    predictions: str = "predictions.bandwidth.v1"
-    dlq: str = "telemetry.dlq.v1"
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class TelemetryPipeline:
-    """Decode -> window -> process for batches of link and host messages.
+    """Decode -> window -> processors -> encode, for batches of each input's messages.
 
     Args:
-        processor: the bandwidth processor (holds the predictor lookup).
+        processors: the processors of each input role, run in order on every batch.
         store: where rolling windows live (Redis in the worker, memory in replay).
         clock: returns the wall-clock time stamped as ``produced_at``.
-        topics: output topic names.
+        topics: topic names.
+        with_scores: also encode one ``scores.v1`` line per accepted sample (replay).
     """
 
     def __init__(
         self,
-        processor: BandwidthProcessor,
+        processors: Mapping[str, Sequence[Processor]],
         store: WindowStore,
         clock: Callable[[], float],
-        topics: OutputTopics | None = None,
+        topics: Topics,
+        *,
+        with_scores: bool = False,
     ) -> None:
-        self.processor = processor
+        unknown = set(processors) - set(DECODERS)
+        if unknown:
+            msg = f"Processors are registered for {sorted(unknown)}; inputs are {INPUT_ROLES}."
+            raise ValueError(msg)
+        self.processors = {role: tuple(processors.get(role, ())) for role in DECODERS}
         self.store = store
         self.clock = clock
-        self.topics = topics or OutputTopics()
+        self.topics = topics
+        self.with_scores = with_scores
+
+    async def handle(self, role: str, messages: Sequence[RawMessage]) -> BatchOutcome:
+        """Process a batch of messages of the input ``role`` (``"link"`` or ``"host"``)."""
+        decode = DECODERS[role]
+        outcome = BatchOutcome()
+        samples: list[Any] = []
+        for msg in messages:
+            ok, dead = decode(msg.value, msg.source)
+            samples.extend(ok)
+            outcome.dead_letters.extend(dead)
+        outcome.accepted = len(samples)
+        now = self.clock()
+        records: list[OutputRecord] = []
+        if samples:
+            processors = self.processors[role]
+            keys = list(dict.fromkeys(s.key for s in samples))
+            # No processor: the whole window, so that redeliveries are still recognised.
+            depth = max((p.history_depth(samples) for p in processors), default=None)
+            view = advance(samples, await self.store.load(role, keys, depth))
+            source = self.topics.name(role)
+            scores = (
+                [Score(s.event_id, s.key, s.ts, source) for s in samples]
+                if self.with_scores
+                else None
+            )
+            for processor in processors:
+                result = processor.process(samples, view, scores)
+                records.extend(result.records)
+                view.annotate(result.predicted)
+                for name, count in result.counts.items():
+                    outcome.counts[name] = outcome.counts.get(name, 0) + count
+            await self.store.append(role, view.appends)
+            outcome.duplicates = view.duplicates
+            if scores is not None:
+                outcome.scores = [encode_output(s, self.topics, now) for s in scores]
+        records.extend(outcome.dead_letters)
+        outcome.outputs = [encode_output(r, self.topics, now) for r in records]
+        return outcome
 
     async def handle_link(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process a batch of ``telemetry.link.v1`` messages."""
-        outcome = BatchOutcome()
-        samples: list[LinkSample] = _decode_all(messages, decode_link, outcome)
-        now = self.clock()
-        if samples:
-            keys = list(dict.fromkeys(s.link_id for s in samples))
-            depth = self.processor.history_depth([s.mode for s in samples])
-            windows = await self.store.load(LINK_NAMESPACE, keys, depth)
-            result = self.processor.process(samples, windows)
-            await self.store.append(LINK_NAMESPACE, result.appends)
-            outcome.scores = result.scores
-            outcome.predictions = len(result.predictions)
-            outcome.warming_up = result.warming_up
-            outcome.duplicates = result.duplicates
-            outcome.no_history = result.no_history
-            outcome.outputs.extend(
-                OutputRecord(self.topics.predictions, p.link_id, p.to_record(now))
-                for p in result.predictions
-            )
-        self._dead(outcome, now)
-        return outcome
+        return await self.handle("link", messages)
 
     async def handle_host(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process a batch of ``telemetry.host.v1`` messages: validate and window them."""
-        outcome = BatchOutcome()
-        samples: list[HostSample] = _decode_all(messages, decode_host, outcome)
-        now = self.clock()
-        if samples:
-            entries = host_entries(samples)
-            windows = await self.store.load(HOST_NAMESPACE, list(entries))
-            fresh: dict[str, list[Any]] = {}
-            for host, new in entries.items():
-                known = {e.event_id for e in windows.get(host, [])}
-                fresh[host] = [e for e in new if e.event_id not in known]
-                outcome.duplicates += len(new) - len(fresh[host])
-            await self.store.append(HOST_NAMESPACE, fresh)
-            outcome.scores = [
-                {"event_id": s.event_id, "key": s.host_id, "ts": s.ts, "topic": "telemetry.host.v1"}
-                for s in samples
-            ]
-        self._dead(outcome, now)
-        return outcome
-
-    def _dead(self, outcome: BatchOutcome, now: float) -> None:
-        for dead in outcome.dead_letters:
-            key = dead.source.key or ""
-            outcome.outputs.append(
-                OutputRecord(self.topics.dlq, key, dead_letter_record(dead, now))
-            )
+        """Process a batch of ``telemetry.host.v1`` messages."""
+        return await self.handle("host", messages)
 
 
-def _decode_all(
-    messages: Sequence[RawMessage],
-    decode: Callable[[bytes, SourceRef], tuple[list[Any], list[DeadLetter]]],
-    outcome: BatchOutcome,
-) -> list[Any]:
-    """Decode every message; refused ones go to ``outcome.dead_letters``."""
-    samples: list[Any] = []
-    for msg in messages:
-        ok, dead = decode(msg.value, msg.source)
-        samples.extend(ok)
-        outcome.dead_letters.extend(dead)
-    outcome.accepted = len(samples)
-    return samples
+def build_pipeline(
+    parts: ProcessorParts,
+    store: WindowStore,
+    clock: Callable[[], float],
+    topics: Topics | None = None,
+    *,
+    with_scores: bool = False,
+    registry: Mapping[str, Sequence[ProcessorFactory]] = PROCESSORS,
+) -> TelemetryPipeline:
+    """The pipeline with every registered processor, made from ``parts``.
+
+    Examples:
+        >>> import asyncio
+        >>> from models.baseline import HarmonicMeanPredictor
+        >>> from streams.store import InMemoryWindowStore
+        >>> parts = ProcessorParts(lambda mode: HarmonicMeanPredictor(mode, window_steps=2))
+        >>> pipe = build_pipeline(parts, InMemoryWindowStore(), clock=lambda: 0.0)
+        >>> msgs = [RawMessage(b'{"link_id": "l1", "ts": 17000000%02d, "mode": "internet", '
+        ...                    b'"bandwidth_mbps": 100}' % t, SourceRef("telemetry.link.v1", 0, t))
+        ...         for t in range(3)]
+        >>> out = asyncio.run(pipe.handle_link(msgs))
+        >>> [r.topic for r in out.outputs]
+        ['predictions.bandwidth.v1', 'predictions.bandwidth.v1']
+        >>> out.counts
+        {'warming_up': 1, 'no_history': 0, 'predictions': 2}
+    """
+    processors = {role: [make(parts) for make in makers] for role, makers in registry.items()}
+    return TelemetryPipeline(processors, store, clock, topics or Topics(), with_scores=with_scores)

@@ -1,10 +1,17 @@
-"""Records that flow through the core: decoded samples, window entries, outputs."""
+"""Records that flow through the core: decoded samples, window entries, outputs.
+
+Every output record type has a ``topic`` role (a field of :class:`streams.topics.Topics`),
+a ``key`` and one ``to_record(produced_at)`` giving the dict its schema describes; the
+pipeline encodes it (:func:`streams.codec.encode_output`), so the worker and replay
+write the same bytes. :data:`OUTPUT_RECORD_TYPES` lists them for the contract tests.
+"""
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 MEASURES: tuple[str, ...] = (
     "bandwidth_mbps",
@@ -16,6 +23,18 @@ MEASURES: tuple[str, ...] = (
 """The five link measures, in the column order used by every window array."""
 
 MODES: tuple[str, ...] = ("datacenter", "internet")
+"""Link modes; each has its own bandwidth model."""
+
+
+class OutputRecord(Protocol):
+    """What every record the system emits provides."""
+
+    topic: ClassVar[str]
+
+    @property
+    def key(self) -> str: ...
+
+    def to_record(self, produced_at: float) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +84,14 @@ class LinkSample:
     jitter_ms: float | None = None
     throughput_mbps: float | None = None
 
+    @property
+    def key(self) -> str:
+        return self.link_id
+
+    def entry(self) -> WindowEntry:
+        """The sample as its link's window keeps it."""
+        return WindowEntry(self.event_id, self.ts, self.values())
+
     def values(self) -> tuple[float, ...]:
         """The five measures in ``MEASURES`` order, NaN where absent."""
         return tuple(
@@ -89,6 +116,21 @@ class HostSample:
     metrics: dict[str, float]
     cluster: str | None = None
 
+    @property
+    def key(self) -> str:
+        return self.host_id
+
+    def entry(self) -> WindowEntry:
+        """The sample as its host's window keeps it: values with their metric names.
+
+        Examples:
+            >>> HostSample("e1", "h1", 1.7e9, {"cpu_pct": 50.0}).entry().names
+            ('cpu_pct',)
+        """
+        return WindowEntry(
+            self.event_id, self.ts, tuple(self.metrics.values()), names=tuple(self.metrics)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class WindowEntry:
@@ -111,11 +153,42 @@ class WindowEntry:
 class DeadLetter:
     """A message (or one sample of a batch) that was refused, with the reason."""
 
+    topic: ClassVar[str] = "dlq"
+
     error_kind: str
     reason: str
     source: SourceRef
     original: bytes
     sample_index: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.source.key or ""
+
+    def to_record(self, produced_at: float) -> dict[str, Any]:
+        """The ``telemetry.dlq.v1`` record, with the original bytes."""
+        try:
+            text: str | None = self.original.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        src = self.source
+        return {
+            "schema_version": 1,
+            "error_kind": self.error_kind,
+            "reason": self.reason,
+            "source": {
+                "topic": src.topic,
+                "partition": src.partition,
+                "offset": src.offset,
+                "key": src.key,
+                "file": src.file,
+                "row": src.row,
+            },
+            "sample_index": self.sample_index,
+            "original_bytes_b64": base64.b64encode(self.original).decode("ascii"),
+            "original_text": text,
+            "produced_at": produced_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +202,8 @@ class ModelRef:
 @dataclass(frozen=True, slots=True)
 class BandwidthPrediction:
     """A prediction of a link's bandwidth ``horizon_steps`` samples ahead."""
+
+    topic: ClassVar[str] = "predictions"
 
     link_id: str
     mode: str
@@ -147,6 +222,10 @@ class BandwidthPrediction:
     features_seen: tuple[str, ...] = field(default_factory=tuple)
     online_gain: float | None = None
     """The per-link gain on the model's correction (``None``: published as the model made it)."""
+
+    @property
+    def key(self) -> str:
+        return self.link_id
 
     @property
     def prediction_id(self) -> str:
@@ -178,3 +257,63 @@ class BandwidthPrediction:
             "features_seen": list(self.features_seen),
             "produced_at": produced_at,
         } | ({} if self.online_gain is None else {"online_gain": self.online_gain})
+
+
+@dataclass(slots=True)
+class Score:
+    """One ``scores.v1`` line: what the processors made of one input event.
+
+    Replay writes one per accepted event (evaluation reads them); the worker sends none.
+    Processors add their figures to ``fields`` (``None`` where they made none).
+    """
+
+    topic: ClassVar[str] = "scores"
+
+    event_id: str
+    key: str
+    ts: float
+    source_topic: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self, produced_at: float) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "key": self.key,
+            "ts": self.ts,
+            "topic": self.source_topic,
+            **self.fields,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvent:
+    """A ``model.events.v1`` record: a model was loaded, activated, rolled back, ...
+
+    Examples:
+        >>> e = ModelEvent("loaded", ModelRef("m", "2"), 1.8e9, previous_version="1")
+        >>> e.key, e.to_record(1.8e9)["previous_version"]
+        ('m', '1')
+    """
+
+    topic: ClassVar[str] = "model_events"
+
+    event: str
+    model: ModelRef
+    ts: float
+    previous_version: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.model.name
+
+    def to_record(self, produced_at: float) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "event": self.event,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "previous_version": self.previous_version,
+            "ts": self.ts,
+            "detail": self.detail,
+            "produced_at": produced_at,
+        }

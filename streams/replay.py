@@ -1,58 +1,21 @@
-"""``novacron replay``: run the stream core over a file, no broker.
+"""``novacron replay``: run the pipeline over a telemetry file, no broker.
 
-Reads telemetry from JSONL (messages as on the wire), CSV (a timestamp column and
-metric columns) or whitespace-separated traces (``time value ...``, no header), and
-writes one JSON line per record the worker would have sent, ``{"topic", "key",
-"value"}``, plus one ``scores.v1`` line per input event.
+Writes one JSON line per record the worker would have sent, ``{"topic", "key",
+"value"}`` with ``value`` the exact bytes the worker sends, plus one ``scores.v1`` line
+per accepted input event. Files are read by :mod:`streams.sources`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
 
 import orjson
 
-from novacron.errors import InputFileError
-
+from .codec import EncodedRecord
 from .pipeline import BatchOutcome, RawMessage, TelemetryPipeline
-from .records import MEASURES, MODES, SourceRef
-
-LINK_TOPIC = "telemetry.link.v1"
-HOST_TOPIC = "telemetry.host.v1"
-SCORES_TOPIC = "scores.v1"
-RELATIVE_TIME_BASE = 1_577_836_800.0
-"""Times below 2000-01-01 are taken as seconds from the trace start, placed at 2020-01-01."""
-_EPOCH_2000 = 946_684_800.0
-_TIME_COLUMNS = ("ts", "timestamp", "time", "time_s", "datetime", "date")
-_METRIC_NAME = re.compile(r"[^a-z0-9_]+")
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayOptions:
-    """How to read rows that do not say everything themselves.
-
-    Attributes:
-        kind: ``"link"``, ``"host"`` or ``None`` to infer (link when a column is a link
-            measure or the file is a headerless trace).
-        key: link or host id for rows without one (default: the file name).
-        mode: link mode for rows without one.
-        rename: column renames, e.g. ``{"value": "throughput_mbps"}``.
-        batch_size: rows per pipeline batch (outputs do not depend on it).
-    """
-
-    kind: str | None = None
-    key: str | None = None
-    mode: str = "datacenter"
-    rename: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 500
+from .sources import ReadOptions, read_messages
 
 
 @dataclass(slots=True)
@@ -67,193 +30,64 @@ class ReplayReport:
     records_by_topic: dict[str, int] = field(default_factory=dict)
 
 
-def parse_time(value: str) -> float:
-    """Event time in epoch seconds from a number or an ISO-8601 / NAB timestamp (UTC).
-
-    Examples:
-        >>> parse_time("2014-04-10 00:02:00")
-        1397088120.0
-        >>> parse_time("12.5")
-        1577836812.5
-        >>> parse_time("1700000000")
-        1700000000.0
-    """
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError as exc:
-            msg = f"cannot read {value!r} as a time: expected epoch seconds or ISO-8601"
-            raise InputFileError(msg) from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    return number if number >= _EPOCH_2000 else RELATIVE_TIME_BASE + number
-
-
-def _cell(value: str) -> float | str | None:
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _jsonl_messages(lines: Iterator[str], stem: str) -> Iterator[tuple[str, bytes, SourceRef]]:
-    for row, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        raw = line.rstrip("\n").encode("utf-8")
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = {}
-        sample = (
-            obj["samples"][0] if isinstance(obj.get("samples"), list) and obj["samples"] else obj
-        )
-        topic = HOST_TOPIC if isinstance(sample, dict) and "host_id" in sample else LINK_TOPIC
-        key = sample.get("link_id") or sample.get("host_id") if isinstance(sample, dict) else None
-        yield topic, raw, SourceRef(topic, key=key, file=stem, row=row)
-
-
-def _table_messages(
-    header: Sequence[str] | None,
-    rows: Iterator[Sequence[str]],
-    stem: str,
-    options: ReplayOptions,
-) -> Iterator[tuple[str, bytes, SourceRef]]:
-    if header is None:
-        names = ["time_s", "throughput_mbps"]
-    else:
-        names = [options.rename.get(h.strip(), h.strip()) for h in header]
-    lowered = [n.lower() for n in names]
-    time_index = next((lowered.index(c) for c in _TIME_COLUMNS if c in lowered), 0)
-    kind = options.kind or ("link" if header is None or set(names) & set(MEASURES) else "host")
-    if kind not in ("link", "host"):
-        msg = (
-            f"The 'kind' option of replay must be one of {{'link', 'host'}}. Got {kind!r} instead."
-        )
-        raise InputFileError(msg)
-    if options.mode not in MODES:
-        msg = (
-            f"The 'mode' option of replay must be one of {set(MODES)}. "
-            f"Got {options.mode!r} instead."
-        )
-        raise InputFileError(msg)
-    topic = LINK_TOPIC if kind == "link" else HOST_TOPIC
-    key_column = "link_id" if kind == "link" else "host_id"
-    default_key = options.key or stem
-    for row_number, row in enumerate(rows, start=1):
-        if not row or all(not c.strip() for c in row):
-            continue
-        cells = dict(zip(names, row, strict=False))
-        sample: dict[str, Any] = {key_column: (cells.pop(key_column, "") or default_key).strip()}
-        sample["ts"] = parse_time(cells.pop(names[time_index]))
-        event_id = cells.pop("event_id", "").strip()
-        if event_id:
-            sample["event_id"] = event_id
-        if kind == "link":
-            sample["mode"] = (cells.pop("mode", "") or options.mode).strip()
-            for name, value in cells.items():
-                parsed = _cell(value)
-                if parsed is not None:
-                    sample[name] = parsed
-        else:
-            cluster = cells.pop("cluster", "").strip()
-            if cluster:
-                sample["cluster"] = cluster
-            metrics = {}
-            for name, value in cells.items():
-                parsed = _cell(value)
-                if parsed is not None:
-                    metrics[_METRIC_NAME.sub("_", name.lower()).strip("_") or "value"] = parsed
-            sample["metrics"] = metrics
-        # json, not orjson: a NaN cell must reach the decoder as NaN, to be refused there.
-        raw = json.dumps(sample, allow_nan=True).encode("utf-8")
-        yield topic, raw, SourceRef(topic, key=sample[key_column], file=stem, row=row_number)
-
-
-def read_messages(path: Path, options: ReplayOptions) -> Iterator[tuple[str, bytes, SourceRef]]:
-    """Yield ``(topic, raw message bytes, source)`` for every record of a telemetry file."""
-    if not path.is_file():
-        msg = f"Input file {str(path)!r} does not exist or is not a file."
-        raise InputFileError(msg)
-    stem = path.name
-    handle: IO[str] = path.open(encoding="utf-8", newline="")
-    with handle:
-        first = handle.readline()
-        rest = _chain(first, handle)
-        if path.suffix in (".jsonl", ".ndjson") or first.lstrip().startswith("{"):
-            yield from _jsonl_messages(rest, stem)
-            return
-        if "," in first or "\t" in first:
-            dialect = csv.excel_tab if "\t" in first and "," not in first else csv.excel
-            reader = csv.reader(rest, dialect)
-            header = next(reader)
-            numeric_header = all(isinstance(_cell(h), float) for h in header)
-            if numeric_header:
-                reader = csv.reader(_chain(first, io.StringIO("".join(handle))), dialect)
-            yield from _table_messages(None if numeric_header else header, reader, stem, options)
-            return
-        rows = (line.split() for line in rest)
-        yield from _table_messages(None, rows, stem, options)
-
-
-def _chain(first: str, rest: IO[str]) -> Iterator[str]:
-    yield first
-    yield from rest
-
-
 async def replay(
     path: Path,
     pipeline: TelemetryPipeline,
-    write: Callable[[dict[str, Any]], None],
-    options: ReplayOptions | None = None,
+    write: Callable[[bytes], None],
+    options: ReadOptions | None = None,
+    *,
+    batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:
-    """Run ``pipeline`` over ``path`` and ``write`` every output and score line."""
-    options = options or ReplayOptions()
+    """Run ``pipeline`` over ``path`` and ``write`` every output and score line.
+
+    ``batch_size`` rows go through the pipeline together; the outputs do not depend on it.
+    """
     report = ReplayReport()
     pending: list[tuple[str, RawMessage]] = []
 
     async def flush() -> None:
-        # Consecutive messages of one topic go through the pipeline together, in order.
+        # Consecutive messages of one input go through the pipeline together, in order.
         start = 0
         while start < len(pending):
-            topic = pending[start][0]
+            role = pending[start][0]
             end = start
-            while end < len(pending) and pending[end][0] == topic:
+            while end < len(pending) and pending[end][0] == role:
                 end += 1
             batch = [m for _, m in pending[start:end]]
-            handle = pipeline.handle_link if topic == LINK_TOPIC else pipeline.handle_host
-            _record(await handle(batch), write, report)
+            _record(await pipeline.handle(role, batch), write, report)
             start = end
         if progress is not None:
             progress(len(pending))
         pending.clear()
 
-    for topic, raw, source in read_messages(path, options):
+    for role, raw, source in read_messages(path, options or ReadOptions()):
         report.rows += 1
-        pending.append((topic, RawMessage(raw, source)))
-        if len(pending) >= options.batch_size:
+        pending.append((role, RawMessage(raw, source)))
+        if len(pending) >= batch_size:
             await flush()
     await flush()
     return report
 
 
-def _record(
-    outcome: BatchOutcome, write: Callable[[dict[str, Any]], None], report: ReplayReport
-) -> None:
+def output_line(record: EncodedRecord) -> bytes:
+    """One line of replay's output: topic, key and the record's bytes as the worker sends them.
+
+    Examples:
+        >>> output_line(EncodedRecord("t", "k", b'{"a":1.50}'))
+        b'{"topic":"t","key":"k","value":{"a":1.50}}'
+    """
+    value = orjson.Fragment(record.value)
+    return orjson.dumps({"topic": record.topic, "key": record.key, "value": value})
+
+
+def _record(outcome: BatchOutcome, write: Callable[[bytes], None], report: ReplayReport) -> None:
     report.accepted += outcome.accepted
-    report.predictions += outcome.predictions
+    report.predictions += outcome.counts.get("predictions", 0)
     report.dead_letters += len(outcome.dead_letters)
     for record in outcome.outputs:
-        write({"topic": record.topic, "key": record.key, "value": record.value})
+        write(output_line(record))
         report.records_by_topic[record.topic] = report.records_by_topic.get(record.topic, 0) + 1
     for score in outcome.scores:
-        write({"topic": SCORES_TOPIC, "key": score["key"], "value": score})
+        write(output_line(score))
         report.scores += 1

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from .records import WindowEntry
+from .windows import CappedWindow
 
 
 def encode_entry(entry: WindowEntry) -> bytes:
@@ -80,28 +81,31 @@ class WindowStore(Protocol):
 
 
 class InMemoryWindowStore:
-    """A dict-backed store for replay and unit tests."""
+    """A dict-backed store for replay and unit tests.
+
+    Entries are kept encoded, as in Redis, so a replay sees exactly what a worker reads.
+    """
 
     def __init__(self, capacity: int = 60) -> None:
         self.capacity = capacity
-        self._data: dict[str, list[bytes]] = {}
+        self._window: CappedWindow[bytes] = CappedWindow(capacity)
+        self._data: dict[str, tuple[bytes, ...]] = {}
 
     async def load(
         self, namespace: str, keys: Sequence[str], last: int | None = None
     ) -> dict[str, list[WindowEntry]]:
         start = -min(last or self.capacity, self.capacity)
         return {
-            k: [decode_entry(r) for r in self._data.get(f"{namespace}:{k}", [])[start:]]
+            k: [decode_entry(r) for r in self._data.get(f"{namespace}:{k}", ())[start:]]
             for k in keys
         }
 
     async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
         for key, new in entries.items():
-            if not new:
-                continue
-            stored = self._data.setdefault(f"{namespace}:{key}", [])
-            stored.extend(encode_entry(e) for e in new)
-            del stored[: max(0, len(stored) - self.capacity)]
+            if new:
+                name = f"{namespace}:{key}"
+                stored = self._data.get(name, self._window.initialize())
+                self._data[name] = self._window.extend(stored, map(encode_entry, new))
 
     async def close(self) -> None:
         return None

@@ -1,43 +1,137 @@
-"""Rolling windows as reducers: ``initialize() / agg(state, value) / result(state)``.
+"""Rolling windows: the reducer that keeps the newest entries, and a batch's view of them.
 
-A window keeps the last ``capacity`` entries of a key in arrival order. Appending is
-idempotent per event id, so a redelivered event does not enter the window twice.
+:class:`CappedWindow` is the one definition of "keep the last N" (the in-memory store
+and replay use it; the Redis store does the same server-side with ``LTRIM``).
+:func:`advance` appends a batch's samples to the windows loaded for it, once, for every
+processor of the input: a redelivered event is recognised by its id and not appended
+again, and each sample sees the entries up to its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
 from .records import WindowEntry
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
-class CappedWindow:
-    """Reducer over window entries that keeps the newest ``capacity`` of them.
+class CappedWindow(Generic[T]):
+    """Reducer that keeps the newest ``capacity`` values, oldest first.
 
     Examples:
         >>> w = CappedWindow(capacity=2)
         >>> state = w.initialize()
         >>> for i in range(3):
-        ...     state = w.agg(state, WindowEntry(f"e{i}", float(i), (float(i),)))
-        >>> [e.event_id for e in w.result(state)]
-        ['e1', 'e2']
+        ...     state = w.agg(state, f"e{i}")
+        >>> w.result(state)
+        ('e1', 'e2')
+        >>> w.extend(("e1",), ["e2", "e3", "e4"])
+        ('e3', 'e4')
     """
 
     capacity: int = 60
 
-    def initialize(self) -> tuple[WindowEntry, ...]:
+    def initialize(self) -> tuple[T, ...]:
         return ()
 
-    def agg(self, state: tuple[WindowEntry, ...], value: WindowEntry) -> tuple[WindowEntry, ...]:
-        if len(state) < self.capacity:
-            return (*state, value)
-        return (*state[len(state) - self.capacity + 1 :], value)
+    def agg(self, state: tuple[T, ...], value: T) -> tuple[T, ...]:
+        return self.extend(state, (value,))
 
-    def result(self, state: tuple[WindowEntry, ...]) -> tuple[WindowEntry, ...]:
+    def extend(self, state: tuple[T, ...], values: Iterable[T]) -> tuple[T, ...]:
+        """The state after ``agg`` of each value in turn, in one step."""
+        merged = (*state, *values)
+        return merged[max(0, len(merged) - self.capacity) :]
+
+    def result(self, state: tuple[T, ...]) -> tuple[T, ...]:
         return state
+
+
+class Keyed(Protocol):
+    """A decoded sample: it belongs to a key and becomes one window entry."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    def entry(self) -> WindowEntry: ...
+
+
+@dataclass(slots=True)
+class BatchWindows:
+    """The windows of a batch's keys after its samples were appended.
+
+    Attributes:
+        entries: per key, the loaded entries then the batch's new ones, oldest first.
+        positions: per sample of the batch, the index of its entry in its key's list
+            (for a redelivered sample, the entry it was first appended as).
+        appends: per key, the entries new in this batch (what the store must persist).
+        duplicates: samples whose event id was already in the window.
+    """
+
+    entries: dict[str, list[WindowEntry]] = field(default_factory=dict)
+    positions: list[int] = field(default_factory=list)
+    appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def upto(self, key: str, index: int, steps: int) -> list[WindowEntry]:
+        """The last ``steps`` entries of ``key`` up to and including sample ``index``'s."""
+        pos = self.positions[index]
+        return self.entries[key][max(0, pos + 1 - steps) : pos + 1]
+
+    def annotate(self, predicted: Mapping[str, float]) -> None:
+        """Keep a model's prediction with each new entry it was made at (not yet holding one)."""
+        if not predicted:
+            return
+        for key, new in self.appends.items():
+            if any(e.event_id in predicted and e.predicted is None for e in new):
+                self.appends[key] = [
+                    WindowEntry(e.event_id, e.ts, e.values, e.names, predicted[e.event_id])
+                    if e.event_id in predicted and e.predicted is None
+                    else e
+                    for e in new
+                ]
+
+
+def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]]) -> BatchWindows:
+    """Append each sample to its key's window unless its event id is already there.
+
+    Examples:
+        >>> from streams.records import LinkSample
+        >>> old = {"l1": [WindowEntry("e0", 1.0, (5.0,))]}
+        >>> s = [LinkSample(f"e{i}", "l1", 1.0 + i, "internet", 5.0) for i in (0, 1, 2)]
+        >>> view = advance(s, old)
+        >>> view.positions, view.duplicates, [e.event_id for e in view.appends["l1"]]
+        ([0, 1, 2], 1, ['e1', 'e2'])
+        >>> [e.event_id for e in view.upto("l1", 2, steps=2)]
+        ['e1', 'e2']
+    """
+    view = BatchWindows()
+    ids: dict[str, dict[str, int]] = {}
+    for sample in samples:
+        key = sample.key
+        entries = view.entries.get(key)
+        if entries is None:
+            entries = view.entries[key] = list(loaded.get(key, ()))
+            ids[key] = {e.event_id: i for i, e in enumerate(entries)}
+        known = ids[key]
+        pos = known.get(sample.event_id)
+        if pos is None:
+            entry = sample.entry()
+            pos = known[entry.event_id] = len(entries)
+            entries.append(entry)
+            view.appends.setdefault(key, []).append(entry)
+        else:
+            view.duplicates += 1
+        view.positions.append(pos)
+    return view
 
 
 def median_steps(times: np.ndarray, default: float = 1.0) -> np.ndarray:

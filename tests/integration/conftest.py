@@ -19,8 +19,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from agents.settings import Settings
 from novacron.demo import start_worker, wait_healthy
-from novacron.settings import Settings
+from streams.topics import roles
 
 REGISTRY_ROOT = Path(tempfile.gettempdir()) / "novacron-test-registries"
 
@@ -53,17 +54,8 @@ def isolated_env(tag: str) -> dict[str, str]:
         "NOVACRON_REGISTRY_URL": f"sqlite:///{REGISTRY_ROOT}/{suffix}/registry.sqlite",
         "NOVACRON_ARTIFACT_DIR": f"{REGISTRY_ROOT}/{suffix}/artifacts",
     }
-    for field in (
-        "link",
-        "host",
-        "predictions",
-        "alerts",
-        "workload",
-        "scaling",
-        "dlq",
-        "model_events",
-    ):
-        env[f"NOVACRON_TOPICS__{field.upper()}"] = f"test.{suffix}.{field}"
+    for role in roles():
+        env[f"NOVACRON_TOPICS__{role.upper()}"] = f"test.{suffix}.{role}"
     return env
 
 

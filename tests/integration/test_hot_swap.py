@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from models.bandwidth_training import model_name
+from models.lstm_predictor import model_name
 from models.registry import ModelRegistry
 
 from .conftest import WorkerHandle
@@ -94,7 +94,7 @@ async def _collect(
 
 
 def test_worker_switches_model_version_without_losing_or_repeating(worker: WorkerHandle) -> None:
-    registry = ModelRegistry.from_settings(worker.settings)
+    registry = ModelRegistry.from_url(worker.settings.registry_url, worker.settings.artifact_dir)
     expected = len(LINKS) * (PER_LINK - WARM_UP + 1)
 
     async def scenario() -> tuple[str, list[dict[str, object]]]:

@@ -1,93 +1,166 @@
-"""`novacron replay` writes exactly the records the worker sends for the same input."""
+"""`novacron replay` (the command) writes exactly the records the worker sends for the same input.
+
+10,000 messages, link and host telemetry interleaved with a few refused ones, go once
+through the CLI and once through Kafka to a real worker on the real stack (same
+registry, so the same shipped models). Predictions must be identical apart from
+``produced_at``; dead letters identical apart from where they came from; host windows
+in Redis hold the hosts' newest events.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+import redis
 
-from models.serving import registry_source
 from models.synthetic import synthesize_link_series
-from novacron.replaying import run_replay
-from streams.replay import ReplayOptions, read_messages
+from streams.store import decode_entry
 
 from .conftest import WorkerHandle, collect, run, send
 
 pytestmark = pytest.mark.integration
 
-LINKS = 20
-ROWS_PER_LINK = 500
+LINKS = 16
+ROWS_PER_LINK = 500  # 8,000 link messages
+HOSTS = 8
+ROWS_PER_HOST = 249  # 1,992 host messages
+BAD = [b'{"link_id": "x"', b'{"link_id": "l", "ts": 1, "mode": "dc", "latency_ms": 1}',
+       b'{"host_id": "h", "ts": 1, "metrics": {"cpu_pct": "high"}}', b'{"schema_version": 9}',
+       b'{"host_id": "h", "ts": 1, "metrics": {}}', b"[1, 2]", b'{"samples": []}',
+       b'{"link_id": "l", "ts": 1, "mode": "internet"}']  # fmt: skip
+TOTAL = LINKS * ROWS_PER_LINK + HOSTS * ROWS_PER_HOST + len(BAD)
 
 
-def write_csv(path: Path) -> None:
+def write_jsonl(path: Path) -> list[tuple[str, bytes]]:
+    """The input as (input role, message) pairs, also written as JSON lines."""
     series = {
         n: synthesize_link_series("internet" if n % 2 else "datacenter", ROWS_PER_LINK, seed=n)
         for n in range(LINKS)
     }
-    lines = [
-        "timestamp,link_id,mode,bandwidth_mbps,latency_ms,packet_loss_pct,jitter_ms,throughput_mbps"
-    ]
+    rng = np.random.default_rng(3)
+    out: list[tuple[str, bytes]] = []
+    names = ("bandwidth_mbps", "latency_ms", "packet_loss_pct", "jitter_ms", "throughput_mbps")
     for i in range(ROWS_PER_LINK):
         for n in range(LINKS):
-            row = series[n][i]
-            cells = [f"{v:.3f}" for v in row]
+            sample: dict[str, Any] = {
+                "event_id": f"link-{n:02d}-{i}",
+                "link_id": f"link-{n:02d}",
+                "mode": "internet" if n % 2 else "datacenter",
+                "ts": 1.76e9 + i,
+            }
+            for name, value in zip(names, series[n][i], strict=True):
+                sample[name] = round(float(value), 3)
             if i % 50 == 7:
-                cells[0] = ""  # a probe that missed the bandwidth measure: throughput stands in
-            lines.append(
-                f"{1.76e9 + i:.1f},link-{n:02d},{'internet' if n % 2 else 'datacenter'},"
-                + ",".join(cells)
-            )
-    path.write_text("\n".join(lines) + "\n")
+                del sample["bandwidth_mbps"]  # a probe without it: throughput stands in
+            out.append(("link", orjson.dumps(sample)))
+        if i < ROWS_PER_HOST:
+            for h in range(HOSTS):
+                metrics = {"cpu_pct": round(float(rng.uniform(5, 95)), 2)}
+                if h % 2:
+                    metrics["mem_pct"] = round(float(rng.uniform(20, 80)), 2)
+                host = {"event_id": f"host-{h}-{i}", "host_id": f"host-{h}", "ts": 1.76e9 + i,
+                        "metrics": metrics, "cluster": f"c{h % 3}"}  # fmt: skip
+                out.append(("host", orjson.dumps(host)))
+        if i % 60 == 30 and i // 60 < len(BAD):
+            bad = BAD[i // 60]
+            out.append(("host" if b"host_id" in bad else "link", bad))
+    path.write_bytes(b"\n".join(raw for _, raw in out) + b"\n")
+    return out
 
 
-def strip(value: dict[str, object]) -> dict[str, object]:
+def strip(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k != "produced_at"}
 
 
-def test_replay_of_10000_rows_equals_the_worker(worker: WorkerHandle, tmp_path: Path) -> None:
-    csv_path = tmp_path / "links.csv"
-    write_csv(csv_path)
+def dead_letter_body(value: dict[str, Any]) -> tuple[str, str, str]:
+    return value["error_kind"], value["reason"], value["original_bytes_b64"]
+
+
+def test_cli_replay_of_10000_messages_equals_the_worker(
+    worker: WorkerHandle, tmp_path: Path
+) -> None:
+    settings = worker.settings
+    topics = settings.topics
+    messages = write_jsonl(tmp_path / "telemetry.jsonl")
+    assert len(messages) == TOTAL and TOTAL >= 10_000
     out_path = tmp_path / "replay.jsonl"
-    source = registry_source(worker.settings)
-    report = run_replay(worker.settings, csv_path, out_path, source=source, show_progress=False)
-    assert report.rows == LINKS * ROWS_PER_LINK == 10_000
+    novacron = Path(sys.executable).with_name("novacron")
+    done = subprocess.run(
+        [str(novacron), "replay", "-i", str(tmp_path / "telemetry.jsonl"), "-o", str(out_path)],
+        env={**os.environ, **worker.env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The command says which versions it served: the worker's shipped LSTMs.
+    assert "served datacenter: bandwidth-lstm-datacenter:" in done.stdout, done.stdout
+    assert "served internet: bandwidth-lstm-internet:" in done.stdout, done.stdout
+
     lines = [orjson.loads(line) for line in out_path.read_bytes().splitlines()]
-    scores = [line for line in lines if line["topic"] == "scores.v1"]
-    assert len(scores) == 10_000
-    assert len({s["value"]["event_id"] for s in scores}) == 10_000
+    by_topic = Counter(line["topic"] for line in lines)
+    assert by_topic[topics.scores] == TOTAL - len(BAD)  # one per accepted event
     replayed = {
         line["value"]["prediction_id"]: strip(line["value"])
         for line in lines
-        if line["topic"] == worker.settings.topics.predictions
+        if line["topic"] == topics.predictions
     }
-    assert len(replayed) == LINKS * (ROWS_PER_LINK - 9)
+    assert {p["model"]["name"] for p in replayed.values()} == {
+        "bandwidth-lstm-datacenter",
+        "bandwidth-lstm-internet",
+    }
+    replayed_dead = Counter(
+        dead_letter_body(line["value"]) for line in lines if line["topic"] == topics.dlq
+    )
+    assert sum(replayed_dead.values()) == len(BAD)
+    # Host telemetry produces no output records yet: windows only.
+    assert set(by_topic) == {topics.scores, topics.predictions, topics.dlq}
 
-    # The same rows as Kafka messages, with the event ids replay derives from file and row.
-    messages = []
-    for _, raw, source in read_messages(csv_path, ReplayOptions()):
-        value = orjson.loads(raw)
-        value["event_id"] = source.event_id()
-        messages.append((value["link_id"].encode(), orjson.dumps(value)))
-    topic = worker.settings.topics.predictions
-    run(send(worker.settings, worker.settings.topics.link, messages))
+    for role in ("link", "host"):
+        batch = [
+            (orjson.loads(raw).get(f"{role}_id", "bad").encode(), raw)
+            if raw not in BAD
+            else (b"bad", raw)
+            for r, raw in messages
+            if r == role
+        ]
+        run(send(settings, topics.name(role), batch))
+    outputs = [topics.predictions, topics.dlq, topics.alerts, topics.workload, topics.scaling]
     out = run(
         collect(
-            worker.settings,
-            [topic],
-            until=lambda r: len(r[topic]) >= len(replayed),
-            timeout_s=120,
-            settle_s=2.0,
+            settings,
+            outputs,
+            until=lambda r: (
+                len(r[topics.predictions]) >= len(replayed) and len(r[topics.dlq]) >= len(BAD)
+            ),
+            timeout_s=240,
+            settle_s=3.0,
         )
     )
-    streamed = {value["prediction_id"]: strip(value) for _, value in out[topic]}
-    assert len(out[topic]) == len(streamed), "the worker sent a prediction twice"
+    streamed = {value["prediction_id"]: strip(value) for _, value in out[topics.predictions]}
+    assert len(out[topics.predictions]) == len(streamed), "the worker sent a prediction twice"
     assert streamed.keys() == replayed.keys()
     mismatched = [pid for pid in replayed if replayed[pid] != streamed[pid]]
     assert mismatched == [], (replayed[mismatched[0]], streamed[mismatched[0]])
-    # Scores line up with the predictions they describe.
-    predicted = {s["value"]["event_id"]: s["value"]["predicted_bandwidth_mbps"] for s in scores}
-    for value in list(replayed.values())[:100]:
-        event = value["source_event_ids"][0]  # type: ignore[index]
-        assert np.isclose(predicted[event], value["predicted_bandwidth_mbps"])  # type: ignore[arg-type]
+    assert Counter(dead_letter_body(v) for _, v in out[topics.dlq]) == replayed_dead
+    assert not out[topics.alerts] and not out[topics.workload] and not out[topics.scaling]
+
+    # Every host event reached its window: Redis holds each host's newest ones, in order.
+    client = redis.Redis.from_url(settings.redis_dsn)
+    try:
+        for h in range(HOSTS):
+            raw = client.lrange(f"{settings.redis_key_prefix}:host:host-{h}", 0, -1)
+            ids = [decode_entry(r).event_id for r in raw]
+            expected = [f"host-{h}-{i}" for i in range(ROWS_PER_HOST)][-settings.window_size :]
+            assert ids == expected
+    finally:
+        client.close()

@@ -10,7 +10,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaClient
 
-from novacron.settings import Settings
+from agents.settings import Settings
 from novacron.stack import render, stack_status, stack_up
 
 pytestmark = pytest.mark.integration

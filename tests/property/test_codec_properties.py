@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 
 import schemas
 from models.baseline import HarmonicMeanPredictor
-from novacron.errors import DecodeError
 from streams.codec import decode_link
-from streams.processor import BandwidthProcessor
+from streams.errors import DecodeError
+from streams.processors import BandwidthProcessor
 from streams.records import LinkSample, SourceRef, WindowEntry
 from streams.store import decode_entry, encode_entry
 from streams.windows import CappedWindow
+from tests.helpers import run_processor
 
 SRC = SourceRef("telemetry.link.v1", 0, 0)
 MEASURE = st.one_of(
@@ -112,11 +113,11 @@ def test_processor_batched_in_chunks_equals_whole(
         for i, (link, bw) in enumerate(stream)
     ]
     proc = BandwidthProcessor(lambda m: HarmonicMeanPredictor(m, window_steps=3), window_size=8)
-    whole = proc.process(samples, {})
+    whole = run_processor(proc, samples, {})
     windows: dict[str, list[WindowEntry]] = {}
     chunked = []
     for start in range(0, len(samples), chunk):
-        result = proc.process(samples[start : start + chunk], windows)
+        result = run_processor(proc, samples[start : start + chunk], windows)
         for key, new in result.appends.items():
             windows[key] = (windows.get(key, []) + new)[-8:]
         chunked.extend(result.predictions)

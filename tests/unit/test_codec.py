@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from streams.codec import dead_letter_record, decode_host, decode_link
+from streams.codec import decode_host, decode_link
 from streams.records import SourceRef
 
 SRC = SourceRef("telemetry.link.v1", partition=1, offset=10, key="l1")
@@ -119,7 +119,7 @@ def test_bad_host_metrics_are_refused(metrics: dict[str, object]) -> None:
 def test_dead_letter_record_carries_original_bytes() -> None:
     raw = b"\xff\xfe not utf-8"
     _, dead = decode_link(raw, SRC)
-    record = dead_letter_record(dead[0], produced_at=1.8e9)
+    record = dead[0].to_record(produced_at=1.8e9)
     assert base64.b64decode(record["original_bytes_b64"]) == raw
     assert record["original_text"] is None
     assert record["source"] == {

@@ -6,7 +6,7 @@ import numpy as np
 
 from models.features import CHANNELS
 from models.lstm_predictor import ModelMetadata
-from models.training import calibrate_interval
+from models.scoring import calibrate_interval
 
 
 def family(rng: np.random.Generator, n: int, recent: float, earlier: float) -> np.ndarray:

@@ -15,7 +15,7 @@ from models.datasets import build_windows, synthetic_series
 from models.features import fit_stats
 from models.lstm_predictor import LstmBandwidthPredictor
 from models.training import TrainedModel, mode_config, train_lstm
-from novacron.errors import ModelError
+from streams.errors import ModelError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from agents.settings import Settings
 from models.registry import ModelRegistry
-from novacron.errors import RegistryError
+from models.serving import SHIPPED_BUNDLE
 from novacron.models_cli import models_app
-from novacron.settings import Settings
+from streams.errors import RegistryError
 
 NAME = "bandwidth-dc"
 WIDE = {"COLUMNS": "200"}
@@ -36,7 +38,7 @@ def app(settings: Settings) -> typer.Typer:
 
 @pytest.fixture
 def registry(settings: Settings, tmp_path: Path) -> ModelRegistry:
-    registry = ModelRegistry.from_settings(settings)
+    registry = ModelRegistry.from_url(settings.registry_url, settings.artifact_dir)
     for i, content in enumerate((b"one", b"two"), start=1):
         source = tmp_path / f"m{i}.onnx"
         source.write_bytes(content)
@@ -62,10 +64,14 @@ def test_list(app: typer.Typer, registry: ModelRegistry) -> None:
     assert registry.get(NAME, "1").sha256[:12] in result.output
 
 
-def test_list_empty(app: typer.Typer) -> None:
+def test_fresh_registry_lists_the_shipped_models_as_active(app: typer.Typer) -> None:
+    # As the worker and replay open it: the shipped models are imported on first use.
+    shipped = json.loads((SHIPPED_BUNDLE / "manifest.json").read_text())
     result = CliRunner().invoke(app, ["models", "list"], env=WIDE)
-    assert result.exit_code == 0
-    assert "No models registered." in result.output
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()]
+    for entry in shipped:
+        assert any(r[:1] == [entry["name"]] and "active" in r for r in rows), result.output
 
 
 def test_show_active_by_default(app: typer.Typer, registry: ModelRegistry) -> None:
@@ -103,7 +109,7 @@ def test_activate_and_rollback(app: typer.Typer, registry: ModelRegistry) -> Non
     result = runner.invoke(app, ["models", "rollback", NAME, "--reason", "regression"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert f"rolled back {NAME} to version 1 (was 2)" in result.output
-    assert registry.active_versions() == {NAME: "1"}
+    assert registry.active_versions()[NAME] == "1"
 
 
 def test_errors_are_registry_errors(app: typer.Typer, registry: ModelRegistry) -> None:

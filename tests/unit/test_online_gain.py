@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from models.baseline import HarmonicMeanPredictor
-from models.predictor import IntervalForecast, bandwidth_target
 from online.gain import OnlineGain
-from streams.processor import BandwidthProcessor
+from streams.predictor import IntervalForecast, bandwidth_target
+from streams.processors import BandwidthProcessor
 from streams.records import LinkSample, WindowEntry
 from streams.store import InMemoryWindowStore, decode_entry, encode_entry
+from tests.helpers import run_processor
 
 
 class RatioPredictor:
@@ -47,7 +48,7 @@ def run(predictor: object, stream: list[LinkSample], online: OnlineGain | None) 
     proc = BandwidthProcessor(lambda mode: predictor, online=online)  # type: ignore[arg-type,return-value]
     out = np.full(len(stream), np.nan)
     index = {s.event_id: i for i, s in enumerate(stream)}
-    for p in proc.process(stream, {}).predictions:
+    for p in run_processor(proc, stream, {}).predictions:
         out[index[p.event_id]] = p.predicted_bandwidth_mbps
     return out
 
@@ -82,7 +83,7 @@ def test_a_timid_correction_is_amplified_on_a_mean_reverting_link() -> None:
     # The adapted predictions close at least half of the gap to it.
     assert mae(adapted, x) < mae(plain, x) - 0.5 * (mae(plain, x) - best)
     proc = BandwidthProcessor(lambda mode: timid, online=OnlineGain())  # type: ignore[arg-type,return-value]
-    gains = [p.online_gain or 0.0 for p in proc.process(link(x), {}).predictions[40:]]
+    gains = [p.online_gain or 0.0 for p in run_processor(proc, link(x), {}).predictions[40:]]
     assert np.median(gains) > 1.2
 
 
@@ -92,8 +93,8 @@ def test_without_online_gain_the_model_output_is_published_as_is() -> None:
     plain = run(const, link(x), None)
     np.testing.assert_allclose(plain[1:], 1.1 * x[1:])
     proc = BandwidthProcessor(lambda mode: const)  # type: ignore[arg-type,return-value]
-    assert all(p.online_gain is None for p in proc.process(link(x), {}).predictions)
-    result = proc.process(link(x), {})
+    assert all(p.online_gain is None for p in run_processor(proc, link(x), {}).predictions)
+    result = run_processor(proc, link(x), {})
     assert "online_gain" not in result.predictions[0].to_record(0.0)
     assert all(e.predicted is None for e in result.appends["a"])  # nothing extra stored
 
@@ -101,7 +102,7 @@ def test_without_online_gain_the_model_output_is_published_as_is() -> None:
 def test_a_new_link_takes_the_mean_gain_and_the_interval_moves_with_the_point() -> None:
     const = RatioPredictor(lambda s: np.full(s.shape[0], 1.21))
     proc = BandwidthProcessor(lambda mode: const, online=OnlineGain())  # type: ignore[arg-type,return-value]
-    first = proc.process(link(np.array([100.0, 100.0])), {}).predictions[0]
+    first = run_processor(proc, link(np.array([100.0, 100.0])), {}).predictions[0]
     assert first.online_gain == pytest.approx(0.75)
     assert first.predicted_bandwidth_mbps == pytest.approx(100 * 1.21**0.75)
     assert first.lower_mbps == pytest.approx(0.9 * first.predicted_bandwidth_mbps)
@@ -111,7 +112,7 @@ def test_a_new_link_takes_the_mean_gain_and_the_interval_moves_with_the_point() 
 def test_entries_keep_the_model_prediction_and_survive_the_store() -> None:
     const = RatioPredictor(lambda s: np.full(s.shape[0], 1.1))
     proc = BandwidthProcessor(lambda mode: const, online=OnlineGain())  # type: ignore[arg-type,return-value]
-    result = proc.process(link(np.array([100.0, 100.0, 120.0])), {})
+    result = run_processor(proc, link(np.array([100.0, 100.0, 120.0])), {})
     entries = result.appends["a"]
     # The first sample is warming up (no prediction); the others keep the model's own
     # (unadapted) point, not the published one.
@@ -137,13 +138,13 @@ def test_predictions_do_not_depend_on_how_samples_were_batched(batch: int) -> No
         lambda mode: HarmonicMeanPredictor(mode, window_steps=20), window_size=30,
         online=OnlineGain(),
     )  # fmt: skip
-    whole = proc.process(stream, {}).predictions
+    whole = run_processor(proc, stream, {}).predictions
     store = InMemoryWindowStore(30)
     parts = []
     for start in range(0, len(stream), batch):
         chunk = stream[start : start + batch]
         windows = asyncio.run(store.load("link", sorted({s.link_id for s in chunk})))
-        result = proc.process(chunk, windows)
+        result = run_processor(proc, chunk, windows)
         asyncio.run(store.append("link", result.appends))
         parts.extend(result.predictions)
     assert [p.to_record(0.0) for p in parts] == [p.to_record(0.0) for p in whole]
@@ -156,9 +157,9 @@ def test_a_redelivered_batch_predicts_the_same_with_online_gain() -> None:
     proc = BandwidthProcessor(
         lambda mode: HarmonicMeanPredictor(mode, window_steps=10), online=OnlineGain()
     )
-    first = proc.process(stream, {})
+    first = run_processor(proc, stream, {})
     windows: dict[str, list[WindowEntry]] = {"a": first.appends["a"]}
-    again = proc.process(stream[-5:], windows)
+    again = run_processor(proc, stream[-5:], windows)
     assert again.duplicates == 5
     assert [p.to_record(0.0) for p in again.predictions] == [
         p.to_record(0.0) for p in first.predictions[-5:]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from models.baseline import HarmonicMeanPredictor
-from streams.processor import BandwidthProcessor
+from streams.processors import BandwidthProcessor
 from streams.records import LinkSample, WindowEntry
+from tests.helpers import run_processor
 
 
 def samples(link: str, n: int, start: int = 0, mode: str = "internet") -> list[LinkSample]:
@@ -22,7 +23,7 @@ def processor(window_steps: int = 10) -> BandwidthProcessor:
 
 
 def test_one_prediction_per_sample_after_warm_up() -> None:
-    result = processor().process(samples("a", 25) + samples("b", 5), {})
+    result = run_processor(processor(), samples("a", 25) + samples("b", 5), {})
     assert [p.event_id for p in result.predictions] == [f"a-{i}" for i in range(9, 25)]
     assert result.warming_up == 9 + 5
     assert len(result.scores) == 30
@@ -35,7 +36,7 @@ def test_existing_window_counts_toward_warm_up() -> None:
             for i in range(9)
         ]
     }
-    result = processor().process(samples("a", 1), history)
+    result = run_processor(processor(), samples("a", 1), history)
     assert [p.event_id for p in result.predictions] == ["a-0"]
     assert result.predictions[0].window_samples == 10
     assert result.predictions[0].window_from_ts == 1.6e9
@@ -43,9 +44,9 @@ def test_existing_window_counts_toward_warm_up() -> None:
 
 def test_redelivered_event_is_not_appended_and_predicts_the_same() -> None:
     proc = processor(window_steps=3)
-    first = proc.process(samples("a", 5), {})
+    first = run_processor(proc, samples("a", 5), {})
     window = {"a": first.appends["a"]}
-    again = proc.process(samples("a", 2, start=3), window)
+    again = run_processor(proc, samples("a", 2, start=3), window)
     assert again.duplicates == 2
     assert again.appends == {}
     assert [p.to_record(0.0) for p in again.predictions] == [
@@ -60,11 +61,11 @@ def test_batched_equals_event_by_event() -> None:
         for s in pair
     ]
     proc = processor()
-    whole = proc.process(stream, {})
+    whole = run_processor(proc, stream, {})
     windows: dict[str, list[WindowEntry]] = {}
     one_by_one = []
     for sample in stream:
-        r = proc.process([sample], windows)
+        r = run_processor(proc, [sample], windows)
         for key, new in r.appends.items():
             windows[key] = (windows.get(key, []) + new)[-60:]
         one_by_one.extend(r.predictions)
@@ -73,7 +74,7 @@ def test_batched_equals_event_by_event() -> None:
 
 def test_window_is_capped() -> None:
     proc = BandwidthProcessor(lambda m: HarmonicMeanPredictor(m), window_size=60)
-    result = proc.process(samples("a", 100), {})
+    result = run_processor(proc, samples("a", 100), {})
     assert result.predictions[-1].window_samples == 10
     assert len(result.appends["a"]) == 100  # the store trims; the processor appends all
 
@@ -81,7 +82,7 @@ def test_window_is_capped() -> None:
 def test_mixed_modes_keep_input_order() -> None:
     stream = samples("dc", 12, mode="datacenter") + samples("in", 12, mode="internet")
     stream = [s for pair in zip(stream[:12], stream[12:], strict=True) for s in pair]
-    ids = [p.event_id for p in processor().process(stream, {}).predictions]
+    ids = [p.event_id for p in run_processor(processor(), stream, {}).predictions]
     assert ids == [s.event_id for s in stream if int(s.event_id.split("-")[1]) >= 9]
 
 
@@ -89,7 +90,7 @@ def test_no_bandwidth_history_means_no_prediction() -> None:
     latency_only = [
         LinkSample(f"e{i}", "a", 1.7e9 + i, "internet", latency_ms=5.0) for i in range(12)
     ]
-    result = processor().process(latency_only, {})
+    result = run_processor(processor(), latency_only, {})
     assert result.predictions == []
     assert result.no_history == 3
 
@@ -99,7 +100,7 @@ def test_prediction_interval_contains_point_and_target_ts_uses_step() -> None:
         LinkSample(f"e{i}", "a", 1.7e9 + 5 * i, "internet", throughput_mbps=50.0 + i % 3)
         for i in range(12)
     ]
-    p = processor().process(stream, {}).predictions[-1]
+    p = run_processor(processor(), stream, {}).predictions[-1]
     assert p.lower_mbps <= p.predicted_bandwidth_mbps <= p.upper_mbps
     assert p.target_ts == pytest.approx(p.ts + 5.0)
     assert 0.0 <= p.confidence <= 1.0

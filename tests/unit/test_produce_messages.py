@@ -15,18 +15,17 @@ import orjson
 import pytest
 
 import novacron.produce as produce_module
-from novacron.errors import ConfigError
-from novacron.produce import (
-    BAD_KINDS,
+from agents.settings import Settings
+from novacron.produce import produce
+from novacron.produce_messages import (
     DEFAULT_START_TS,
     ProduceOptions,
     iter_host_messages,
     iter_link_messages,
     iter_messages,
-    link_sample_dict,
-    produce,
 )
-from novacron.settings import Settings
+from novacron.produce_samples import BAD_KINDS, link_sample_dict
+from streams.errors import ConfigError
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

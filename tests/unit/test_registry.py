@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.registry import ModelRegistry, ModelVersion
-from novacron.errors import ConfigError, RegistryError
-from novacron.settings import Settings
+from streams.errors import ConfigError, RegistryError
 
 NAME = "bandwidth-dc"
 
@@ -270,17 +269,13 @@ def test_second_reader_sees_activation(registry: ModelRegistry, tmp_path: Path) 
     assert reader.active(NAME) == registry.active(NAME)
 
 
-def test_from_settings(tmp_path: Path) -> None:
-    settings = Settings(
-        registry_url=f"sqlite:///{tmp_path}/x/r.sqlite", artifact_dir=tmp_path / "a"
-    )
-    registry = ModelRegistry.from_settings(settings)
+def test_from_url(tmp_path: Path) -> None:
+    registry = ModelRegistry.from_url(f"sqlite:///{tmp_path}/x/r.sqlite", tmp_path / "a")
     assert registry.db_path == tmp_path / "x" / "r.sqlite"
     assert registry.db_path.exists() and (tmp_path / "a").is_dir()
 
 
 @pytest.mark.parametrize("url", ["postgresql://db/registry", "sqlite:///:memory:", "sqlite://"])
-def test_from_settings_refuses_other_urls(tmp_path: Path, url: str) -> None:
-    settings = Settings(registry_url=url, artifact_dir=tmp_path / "a")
+def test_from_url_refuses_other_urls(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match="sqlite:///PATH"):
-        ModelRegistry.from_settings(settings)
+        ModelRegistry.from_url(url, tmp_path / "a")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from novacron.settings import Settings
-from novacron.stack import kafka_server_properties
+from agents.settings import Settings
+from novacron.stack_services import kafka_server_properties
 
 
 def _parse(text: str) -> dict[str, str]:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.synthetic import (
+from models.synthetic import LINK_COLUMNS, LinkTrafficSource, synthesize_link_series
+from models.synthetic_hosts import (
     HOST_METRICS,
     HOST_PROFILES,
-    LINK_COLUMNS,
     HostTrafficSource,
-    LinkTrafficSource,
     synthesize_host_series,
-    synthesize_link_series,
 )
-from novacron.errors import ConfigError
+from streams.errors import ConfigError
 
 BW, LAT, LOSS, JIT, THR = range(5)
 

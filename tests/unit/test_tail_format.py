@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import novacron.tail as tail_module
-from novacron.settings import Settings
+from agents.settings import Settings
 from novacron.tail import TailRecord, format_record, resolve_topic, tail
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -7,20 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class TopicNames(BaseSettings):
-    """Kafka topic names; override one with e.g. ``NOVACRON_TOPICS__LINK=...``."""
-
-    model_config = SettingsConfigDict(frozen=True)
-
-    link: str = "telemetry.link.v1"
-    host: str = "telemetry.host.v1"
-    predictions: str = "predictions.bandwidth.v1"
-    alerts: str = "alerts.anomaly.v1"
-    workload: str = "workload.class.v1"
-    scaling: str = "actions.scaling.v1"
-    dlq: str = "telemetry.dlq.v1"
-    model_events: str = "model.events.v1"
+from streams.topics import Topics
 
 
 class Settings(BaseSettings):
@@ -48,7 +35,10 @@ class Settings(BaseSettings):
     )
     redis_password: SecretStr | None = Field(None, description="Redis password, if any.")
     app_id: str = Field("novacron", description="Faust app id, also the consumer group.")
-    topics: TopicNames = Field(default_factory=TopicNames)
+    topics: Topics = Field(
+        default_factory=Topics,
+        description="Topic names; override one with e.g. NOVACRON_TOPICS__LINK=site-a.link.v1.",
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics the worker creates.")
 
     window_size: int = Field(60, ge=1, le=10_000, description="Samples kept per key.")

@@ -57,3 +57,17 @@ def bandwidth_target(windows: np.ndarray) -> np.ndarray:
     """
     bandwidth = windows[..., 0]
     return np.where(np.isnan(bandwidth), windows[..., 4], bandwidth)
+
+
+class OnlineAdjuster(Protocol):
+    """Adapts a model's points per key from the key's recent (prediction, actual) pairs.
+
+    ``online.gain.OnlineGain`` implements it; the bandwidth processor calls it when the
+    pipeline is built with one.
+    """
+
+    def gains_for(
+        self, series: np.ndarray, predicted: np.ndarray, horizon: int = 1
+    ) -> np.ndarray: ...
+
+    def adapt(self, point: np.ndarray, last: np.ndarray, gain: np.ndarray) -> np.ndarray: ...

@@ -1,0 +1,71 @@
+"""Settings -> the core's plain arguments: the registry, the models, the pipeline.
+
+The worker and the command line (replay, evaluation, benchmarks) build what they serve
+here, so ``novacron replay`` serves exactly the models and options the worker does.
+Nothing here imports Faust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from models.registry import ModelRegistry
+from models.serving import (
+    ModelHolder,
+    ModelSource,
+    RegistrySource,
+    baseline_models,
+    with_shipped_models,
+)
+from online.gain import OnlineGain
+from streams.errors import ConfigError
+from streams.pipeline import TelemetryPipeline, build_pipeline
+from streams.processors import ProcessorParts
+from streams.store import WindowStore
+
+from .settings import Settings
+
+MODEL_CHOICES = ("registry", "baseline")
+"""Where served models come from: the registry's active versions, or the harmonic mean."""
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    """The registry of ``settings``, with the shipped models imported on first use."""
+    return with_shipped_models(ModelRegistry.from_url(settings.registry_url, settings.artifact_dir))
+
+
+def model_source(settings: Settings, models: str = "registry") -> ModelSource:
+    """The source of served models: ``"registry"`` (as the worker) or ``"baseline"``."""
+    if models == "registry":
+        return RegistrySource(open_registry(settings))
+    if models == "baseline":
+        return baseline_models
+    msg = f"The 'models' option must be one of {set(MODEL_CHOICES)}. Got {models!r} instead."
+    raise ConfigError(msg)
+
+
+def processor_parts(settings: Settings, models: ModelHolder) -> ProcessorParts:
+    """What the processors are built from, as ``settings`` configure them."""
+    return ProcessorParts(
+        predictors=models.predictor_for,
+        window_size=settings.window_size,
+        bandwidth_adapter=OnlineGain() if settings.online_gain else None,
+    )
+
+
+def pipeline_for(
+    settings: Settings,
+    models: ModelHolder,
+    store: WindowStore,
+    clock: Callable[[], float],
+    *,
+    with_scores: bool = False,
+) -> TelemetryPipeline:
+    """The pipeline the worker runs (and replay, with an in-memory store and scores)."""
+    return build_pipeline(
+        processor_parts(settings, models),
+        store,
+        clock,
+        settings.topics,
+        with_scores=with_scores,
+    )

@@ -1,0 +1,26 @@
+"""Processors per input topic, and their registration.
+
+A processor is one module here plus one line in :data:`PROCESSORS`: the pipeline
+builder (:func:`streams.pipeline.build_pipeline`) makes every registered processor
+of an input from the same :class:`ProcessorParts`.
+"""
+
+from __future__ import annotations
+
+from .bandwidth import BandwidthProcessor
+from .base import Processor, ProcessorFactory, ProcessorParts, ProcessorResult
+
+PROCESSORS: dict[str, tuple[ProcessorFactory, ...]] = {
+    "link": (BandwidthProcessor.from_parts,),
+    "host": (),
+}
+"""Processor factories per input role (``streams.topics.INPUT_ROLES``), run in this order."""
+
+__all__ = [
+    "PROCESSORS",
+    "BandwidthProcessor",
+    "Processor",
+    "ProcessorFactory",
+    "ProcessorParts",
+    "ProcessorResult",
+]

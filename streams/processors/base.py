@@ -1,0 +1,72 @@
+"""What a processor is: the protocol the pipeline calls and the parts processors are built from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..predictor import BandwidthPredictor, OnlineAdjuster
+from ..records import OutputRecord, Score
+from ..windows import BatchWindows
+
+PredictorLookup = Callable[[str], BandwidthPredictor]
+"""Returns the active bandwidth predictor of a link mode."""
+
+
+@dataclass(slots=True)
+class ProcessorResult:
+    """What one processor made of a batch.
+
+    Attributes:
+        records: output records, in input order.
+        predicted: model points to keep with the batch's new window entries, by event
+            id (read back by the processor in later batches; see :mod:`online.gain`).
+        counts: named counts the worker exports (e.g. ``predictions``, ``warming_up``).
+    """
+
+    records: list[OutputRecord] = field(default_factory=list)
+    predicted: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Processor(Protocol):
+    """Window -> features -> model -> decision over a batch of one input's samples.
+
+    Pure: no Kafka, Redis or clock. The pipeline decodes the batch, loads the windows
+    (:meth:`history_depth` entries per key), appends the samples once for every
+    processor of the input (:func:`streams.windows.advance`), calls :meth:`process`,
+    persists the new entries and encodes the records.
+    """
+
+    name: str
+
+    def history_depth(self, samples: Sequence[Any]) -> int:
+        """Window entries per key this batch needs loaded (the longest model history)."""
+        ...
+
+    def process(
+        self, samples: Sequence[Any], windows: BatchWindows, scores: Sequence[Score] | None
+    ) -> ProcessorResult:
+        """Outputs of the batch; adds this processor's figures to each sample's score."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorParts:
+    """What the registered processors are built from: models and options as plain values.
+
+    Attributes:
+        predictors: the active bandwidth predictor per link mode, looked up once per
+            batch (a model swapped between batches serves from the next batch on).
+        window_size: entries kept per key.
+        bandwidth_adapter: adapts bandwidth points per link online (``None``: published
+            as the model made them).
+    """
+
+    predictors: PredictorLookup
+    window_size: int = 60
+    bandwidth_adapter: OnlineAdjuster | None = None
+
+
+ProcessorFactory = Callable[[ProcessorParts], Processor]
