@@ -86,6 +86,13 @@ def _cell(value: str) -> float | str | None:
 
 
 def _jsonl_messages(lines: Iterator[str], stem: str) -> Iterator[tuple[str, bytes, SourceRef]]:
+    """Each line as a message; lines that are not a JSON object go to the link input.
+
+    Examples:
+        >>> lines = ['{"host_id": "h1", "ts": 1.7e9, "metrics": {}}', '[1, 2]', '{"link_id": 5}']
+        >>> [(role, src.key) for role, _, src in _jsonl_messages(iter(lines), "f.jsonl")]
+        [('host', 'h1'), ('link', None), ('link', None)]
+    """
     for row, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -93,12 +100,16 @@ def _jsonl_messages(lines: Iterator[str], stem: str) -> Iterator[tuple[str, byte
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            obj = {}
+            obj = None
+        if not isinstance(obj, dict):
+            obj = {}  # the decoder refuses it, with the reason, as the worker would
         sample = (
             obj["samples"][0] if isinstance(obj.get("samples"), list) and obj["samples"] else obj
         )
         role = "host" if isinstance(sample, dict) and "host_id" in sample else "link"
         key = sample.get("link_id") or sample.get("host_id") if isinstance(sample, dict) else None
+        if not isinstance(key, str):
+            key = None
         yield role, raw, SourceRef(DEFAULT_TOPICS.name(role), key=key, file=stem, row=row)
 
 
