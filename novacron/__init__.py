@@ -1,3 +1,3 @@
-"""NovaCron telemetry ML: the command line, settings, errors and the local stack."""
+"""NovaCron telemetry ML: the command line, the local stack, producer, tail, demo, evaluation."""
 
 __version__ = "0.1.0"
