@@ -1,20 +1,24 @@
-"""Invariants of decoding, windows and the processor on generated inputs."""
+"""Invariants of decoding, windows, the processor and the pipeline on generated inputs."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
 from models.baseline import HarmonicMeanPredictor
+from online.gain import OnlineGain
 from streams.codec import decode_link
 from streams.errors import DecodeError
-from streams.processors import BandwidthProcessor
+from streams.pipeline import RawMessage, build_pipeline
+from streams.processors import BandwidthProcessor, ProcessorParts
 from streams.records import LinkSample, SourceRef, WindowEntry
-from streams.store import decode_entry, encode_entry
+from streams.store import InMemoryWindowStore, decode_entry, encode_entry
 from streams.windows import CappedWindow
 from tests.helpers import run_processor
 
@@ -122,3 +126,107 @@ def test_processor_batched_in_chunks_equals_whole(
             windows[key] = (windows.get(key, []) + new)[-8:]
         chunked.extend(result.predictions)
     assert [p.to_record(0.0) for p in chunked] == [p.to_record(0.0) for p in whole.predictions]
+
+
+def _pipeline_outputs(
+    messages: list[RawMessage], chunks: list[int], online: bool
+) -> tuple[list[bytes], list[bytes]]:
+    parts = ProcessorParts(
+        lambda m: HarmonicMeanPredictor(m, window_steps=4), 8, OnlineGain() if online else None
+    )
+    pipeline = build_pipeline(parts, InMemoryWindowStore(8), clock=lambda: 0.0, with_scores=True)
+
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        outputs: list[bytes] = []
+        scores: list[bytes] = []
+        start = 0
+        for size in chunks:
+            outcome = await pipeline.handle_link(messages[start : start + size])
+            outputs += [r.value for r in outcome.outputs]
+            scores += [r.value for r in outcome.scores]
+            start += size
+        return outputs, scores
+
+    return asyncio.run(run())
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.floats(1.0, 1000.0)), min_size=1, max_size=50),
+    st.lists(st.integers(1, 9), min_size=1, max_size=50),
+    st.booleans(),
+)
+@settings(deadline=None, max_examples=60)
+def test_pipeline_fed_in_batches_equals_one_batch(
+    stream: list[tuple[str, float]], sizes: list[int], online: bool
+) -> None:
+    """Batching never changes a record: windows, stored predictions and the gain included."""
+    messages = [
+        RawMessage(
+            orjson.dumps(
+                {"link_id": link, "ts": 1.7e9 + i, "mode": "internet", "bandwidth_mbps": bw}
+            ),
+            SourceRef("telemetry.link.v1", 0, i),
+        )
+        for i, (link, bw) in enumerate(stream)
+    ]
+    chunks: list[int] = []
+    for size in sizes * (len(messages) // len(sizes) + 1):
+        if sum(chunks) >= len(messages):
+            break
+        chunks.append(size)
+
+    whole = _pipeline_outputs(messages, [len(messages)], online)
+    assert _pipeline_outputs(messages, chunks, online) == whole
+
+
+def _redeliver(n: int, redeliver: int) -> tuple[list[bytes], list[bytes], int, list[str]]:
+    parts = ProcessorParts(lambda m: HarmonicMeanPredictor(m, window_steps=3), 8, OnlineGain())
+    store = InMemoryWindowStore(8)
+    pipeline = build_pipeline(parts, store, clock=lambda: 0.0)
+    messages = [
+        RawMessage(
+            orjson.dumps({"link_id": "l", "ts": 1.7e9 + i, "mode": "internet",
+                          "bandwidth_mbps": 100.0 + i % 5}),
+            SourceRef("telemetry.link.v1", 0, i),
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+    async def run() -> tuple[list[bytes], list[bytes], int, list[str]]:
+        first = await pipeline.handle_link(messages)
+        again = await pipeline.handle_link(messages[-redeliver:])
+        window = await store.load("link", ["l"])
+        return (
+            [r.value for r in first.outputs],
+            [r.value for r in again.outputs],
+            again.duplicates,
+            [e.event_id for e in window["l"]],
+        )
+
+    return asyncio.run(run())
+
+
+@given(st.integers(5, 40), st.integers(1, 3))
+@settings(deadline=None, max_examples=25)
+def test_redelivered_batch_repeats_its_records_and_adds_no_window_entries(
+    n: int, redeliver: int
+) -> None:
+    """At-least-once: a replayed tail of messages gives the same records again, byte for byte.
+
+    Redeliveries up to the model's history (3 samples of a key here) are recognised.
+    """
+    first, again, duplicates, window = _redeliver(n, redeliver)
+    assert duplicates == redeliver
+    assert again == first[len(first) - len(again) :]
+    assert window == [f"telemetry.link.v1:0:{i}" for i in range(n)][-8:]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="only the model's history is loaded per batch, so a redelivery of more samples "
+    "of one key than that is appended to its window again (issue 9)",
+)
+def test_redelivery_longer_than_the_history_adds_no_window_entries() -> None:
+    _, _, duplicates, window = _redeliver(20, 6)
+    assert duplicates == 6
+    assert window == [f"telemetry.link.v1:0:{i}" for i in range(20)][-8:]
