@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         "poorly.",
     )
 
+    tf_threads: int = Field(
+        0, ge=0, description="TensorFlow intra-op threads for `novacron train` (0: all cores)."
+    )
+
     registry_url: str = Field(
         "sqlite:///.novacron/registry.sqlite", description="Model registry database."
     )

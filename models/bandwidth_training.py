@@ -36,6 +36,7 @@ class TrainRequest:
         horizon: predict the sample this many steps after the window's last (default 1).
         activate: ``auto`` activates only if it beats the active version on the same
             test data; ``always`` / ``never`` as they say.
+        threads: TensorFlow intra-op threads (0: TensorFlow's default, all cores).
     """
 
     mode: str
@@ -49,6 +50,7 @@ class TrainRequest:
     seed: int = 0
     activate: Activation = "auto"
     horizon: int = 1
+    threads: int = 0
 
 
 @dataclass(slots=True)
@@ -106,6 +108,7 @@ def train_bandwidth(
         on_epoch=on_epoch,
         extra=extra,
         horizon=request.horizon,
+        threads=request.threads,
     )
     dataset = "+".join(["synthetic"] * request.synthetic + [str(p) for p in request.data])
     return register_trained(registry, request.mode, trained, dataset, request.activate)

@@ -8,7 +8,6 @@ calibration and the metrics are in :mod:`models.scoring`, the ONNX export in
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,9 +197,12 @@ def train_lstm(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     extra: dict[str, Any] | None = None,
     horizon: int = 1,
+    threads: int = 0,
 ) -> TrainedModel:
-    """Fit, calibrate the conformal interval on validation, export to ONNX, check parity."""
-    threads = int(os.environ.get("NOVACRON_TF_THREADS", "0"))
+    """Fit, calibrate the conformal interval on validation, export to ONNX, check parity.
+
+    ``threads`` caps TensorFlow's intra-op threads (0 leaves its default).
+    """
     if threads:
         import tensorflow as tf
 

@@ -273,6 +273,7 @@ def train_bandwidth(
         seed=seed,
         horizon=horizon,
         activate=activate,  # type: ignore[arg-type]
+        threads=_settings(ctx).tf_threads,
     )
     registry = open_registry(_settings(ctx))
 

@@ -22,6 +22,8 @@ else
     "$venv/bin/python" -m pip install -q --no-deps --force-reinstall "$root"
 fi
 
+rm -rf "$root/build"  # setuptools' in-tree build folder of the non-editable install
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"  # away from the checkout: only the installed package can be imported
