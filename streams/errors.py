@@ -27,6 +27,13 @@ class DecodeError(NovacronError):
         self.reason = reason
 
 
+class StoreUnavailable(NovacronError):
+    """The window store (Redis) could not be reached or failed mid-call.
+
+    The batch that needed it is retried as a whole; nothing of it was acknowledged.
+    """
+
+
 class StackError(NovacronError):
     """A component of the local Kafka + Redis stack failed to start or answer."""
 

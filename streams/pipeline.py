@@ -7,16 +7,20 @@ bytes the worker sends.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .codec import EncodedRecord, decode_host, decode_link, encode_output
-from .processors import PROCESSORS, Processor, ProcessorFactory, ProcessorParts
-from .records import DeadLetter, OutputRecord, Score, SourceRef
+from .processors import PROCESSORS, Processor, ProcessorFactory, ProcessorParts, ProcessorResult
+from .records import DeadLetter, OutputRecord, Score, SourceRef, WindowEntry
 from .store import WindowStore
 from .topics import INPUT_ROLES, Topics
-from .windows import advance
+from .windows import BatchWindows, advance
+
+PROCESSING_ERROR = "processing_error"
+"""Dead-letter kind of a sample a processor raised on (the rest of its batch goes on)."""
 
 Decoder = Callable[[bytes, SourceRef], tuple[list[Any], list[DeadLetter]]]
 
@@ -44,6 +48,8 @@ class BatchOutcome:
         dead_letters: refused messages or samples (also in ``outputs``).
         duplicates: samples whose event id was already in the window (redeliveries).
         counts: the processors' named counts, summed (``predictions``, ``warming_up``, ...).
+        appends: the batch's new window entries, persisted by :meth:`TelemetryPipeline.persist`
+            once the outputs were delivered.
     """
 
     outputs: list[EncodedRecord] = field(default_factory=list)
@@ -52,6 +58,7 @@ class BatchOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
 
 
 class TelemetryPipeline:
@@ -84,14 +91,21 @@ class TelemetryPipeline:
         self.topics = topics
         self.with_scores = with_scores
 
-    async def handle(self, role: str, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process a batch of messages of the input ``role`` (``"link"`` or ``"host"``)."""
+    async def process(self, role: str, messages: Sequence[RawMessage]) -> BatchOutcome:
+        """Decode, window and process a batch of the input ``role``; persist nothing yet.
+
+        The worker delivers ``outputs`` and only then calls :meth:`persist`: a window
+        entry therefore means its outputs were delivered, and a batch that failed
+        anywhere before can be processed again as a whole, giving the same records.
+        """
         decode = DECODERS[role]
         outcome = BatchOutcome()
         samples: list[Any] = []
+        origins: list[RawMessage] = []
         for msg in messages:
             ok, dead = decode(msg.value, msg.source)
             samples.extend(ok)
+            origins.extend(msg for _ in ok)
             outcome.dead_letters.extend(dead)
         outcome.accepted = len(samples)
         now = self.clock()
@@ -109,17 +123,27 @@ class TelemetryPipeline:
                 else None
             )
             for processor in processors:
-                result = processor.process(samples, view, scores)
+                result = _run(processor, samples, origins, view, scores, outcome.dead_letters)
                 records.extend(result.records)
                 view.annotate(result.predicted)
                 for name, count in result.counts.items():
                     outcome.counts[name] = outcome.counts.get(name, 0) + count
-            await self.store.append(role, view.appends)
+            outcome.appends = view.appends
             outcome.duplicates = view.duplicates
             if scores is not None:
                 outcome.scores = [encode_output(s, self.topics, now) for s in scores]
         records.extend(outcome.dead_letters)
         outcome.outputs = [encode_output(r, self.topics, now) for r in records]
+        return outcome
+
+    async def persist(self, role: str, outcome: BatchOutcome) -> None:
+        """Store the batch's new window entries (after its outputs were delivered)."""
+        await self.store.append(role, outcome.appends)
+
+    async def handle(self, role: str, messages: Sequence[RawMessage]) -> BatchOutcome:
+        """:meth:`process` then :meth:`persist`: for replay, where writing is delivering."""
+        outcome = await self.process(role, messages)
+        await self.persist(role, outcome)
         return outcome
 
     async def handle_link(self, messages: Sequence[RawMessage]) -> BatchOutcome:
@@ -129,6 +153,39 @@ class TelemetryPipeline:
     async def handle_host(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process a batch of ``telemetry.host.v1`` messages."""
         return await self.handle("host", messages)
+
+
+def _run(
+    processor: Processor,
+    samples: Sequence[Any],
+    origins: Sequence[RawMessage],
+    view: BatchWindows,
+    scores: Sequence[Score] | None,
+    dead_letters: list[DeadLetter],
+) -> ProcessorResult:
+    """Run a processor on the batch; if it raises, sample by sample, dead-lettering those
+    it raises on, so that one bad sample costs its own output and nothing else."""
+    try:
+        return processor.process(samples, view, scores)
+    except Exception:  # noqa: BLE001 - isolated below, per sample
+        merged = ProcessorResult()
+    for i, sample in enumerate(samples):
+        try:
+            result = processor.process(
+                [sample], view.only(i), None if scores is None else [scores[i]]
+            )
+        except Exception as exc:  # noqa: BLE001 - a processor bug on one sample
+            last = traceback.format_exception_only(exc)[-1].strip()
+            reason = f"the {processor.name} processor raised on event {sample.event_id}: {last}"
+            dead_letters.append(
+                DeadLetter(PROCESSING_ERROR, reason, origins[i].source, origins[i].value)
+            )
+            continue
+        merged.records.extend(result.records)
+        merged.predicted.update(result.predicted)
+        for name, count in result.counts.items():
+            merged.counts[name] = merged.counts.get(name, 0) + count
+    return merged
 
 
 def build_pipeline(

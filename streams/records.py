@@ -9,6 +9,7 @@ write the same bytes. :data:`OUTPUT_RECORD_TYPES` lists them for the contract te
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -24,6 +25,11 @@ MEASURES: tuple[str, ...] = (
 
 MODES: tuple[str, ...] = ("datacenter", "internet")
 """Link modes; each has its own bandwidth model."""
+
+DLQ_ORIGINAL_MAX_BYTES = 64 * 1024
+"""Original bytes a dead-letter record carries at most (base64 makes them 4/3 larger)."""
+DLQ_REASON_MAX_CHARS = 2_000
+"""Longest reason a dead-letter record carries (a reason may quote the input)."""
 
 
 class OutputRecord(Protocol):
@@ -166,16 +172,37 @@ class DeadLetter:
         return self.source.key or ""
 
     def to_record(self, produced_at: float) -> dict[str, Any]:
-        """The ``telemetry.dlq.v1`` record, with the original bytes."""
-        try:
-            text: str | None = self.original.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
+        """The ``telemetry.dlq.v1`` record, with the original bytes (their head if large).
+
+        The record always fits the broker's message limit: an original over
+        :data:`DLQ_ORIGINAL_MAX_BYTES` is cut there (``original_truncated``), and its size,
+        sha256 and source position say where to fetch the whole. The text copy is left
+        out then, and a reason is cut at :data:`DLQ_REASON_MAX_CHARS`.
+
+        Examples:
+            >>> big = DeadLetter("invalid_value", "too big", SourceRef("t", 0, 9), b"x" * 70_000)
+            >>> r = big.to_record(1.8e9)
+            >>> r["original_truncated"], r["original_size_bytes"], len(r["original_bytes_b64"])
+            (True, 70000, 87384)
+        """
+        original = self.original
+        truncated = len(original) > DLQ_ORIGINAL_MAX_BYTES
+        if truncated:
+            original = original[:DLQ_ORIGINAL_MAX_BYTES]
+            text: str | None = None
+        else:
+            try:
+                text = original.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        reason = self.reason
+        if len(reason) > DLQ_REASON_MAX_CHARS:
+            reason = reason[: DLQ_REASON_MAX_CHARS - 1] + "…"
         src = self.source
         return {
             "schema_version": 1,
             "error_kind": self.error_kind,
-            "reason": self.reason,
+            "reason": reason,
             "source": {
                 "topic": src.topic,
                 "partition": src.partition,
@@ -185,8 +212,11 @@ class DeadLetter:
                 "row": src.row,
             },
             "sample_index": self.sample_index,
-            "original_bytes_b64": base64.b64encode(self.original).decode("ascii"),
+            "original_bytes_b64": base64.b64encode(original).decode("ascii"),
             "original_text": text,
+            "original_size_bytes": len(self.original),
+            "original_sha256": hashlib.sha256(self.original).hexdigest(),
+            "original_truncated": truncated,
             "produced_at": produced_at,
         }
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .errors import StoreUnavailable
 from .records import WindowEntry
 from .windows import CappedWindow
 
@@ -112,7 +113,11 @@ class InMemoryWindowStore:
 
 
 class RedisWindowStore:
-    """Windows as capped Redis lists, one pipeline per batch, TTL on idle keys.
+    """Windows as capped Redis lists, one round trip per batch, TTL on idle keys.
+
+    A batch's appends are one ``MULTI``/``EXEC`` transaction: all of them or none, so a
+    batch retried after a failure never finds half of itself in the windows. A failure
+    of the client surfaces as :class:`StoreUnavailable`, for the caller to retry.
 
     Args:
         client: a ``redis.asyncio.Redis`` client (owned by the caller unless
@@ -120,6 +125,9 @@ class RedisWindowStore:
         capacity: entries kept per key (``LTRIM``).
         ttl_s: a key untouched for this long expires.
         prefix: key prefix, ``{prefix}:{namespace}:{key}``.
+        unavailable: the client's exception types that mean "Redis is not answering"
+            (the caller passes ``redis.exceptions.RedisError``; the core imports no
+            client library).
     """
 
     def __init__(
@@ -130,12 +138,14 @@ class RedisWindowStore:
         ttl_s: int = 86_400,
         prefix: str = "novacron:win",
         owns_client: bool = True,
+        unavailable: tuple[type[BaseException], ...] = (OSError, TimeoutError),
     ) -> None:
         self.client = client
         self.capacity = capacity
         self.ttl_s = ttl_s
         self.prefix = prefix
         self._owns_client = owns_client
+        self._unavailable = unavailable
 
     def redis_key(self, namespace: str, key: str) -> str:
         return f"{self.prefix}:{namespace}:{key}"
@@ -146,25 +156,32 @@ class RedisWindowStore:
         if not keys:
             return {}
         depth = min(last or self.capacity, self.capacity)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.lrange(self.redis_key(namespace, key), -depth, -1)
-            results = await pipe.execute()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.lrange(self.redis_key(namespace, key), -depth, -1)
+                results = await pipe.execute()
+        except self._unavailable as exc:
+            msg = f"loading {len(keys)} {namespace} windows from Redis failed: {exc!r}"
+            raise StoreUnavailable(msg) from exc
         return {k: [decode_entry(r) for r in raw] for k, raw in zip(keys, results, strict=True)}
 
     async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            queued = False
-            for key, new in entries.items():
-                if not new:
-                    continue
-                rkey = self.redis_key(namespace, key)
-                pipe.rpush(rkey, *(encode_entry(e) for e in new))
-                pipe.ltrim(rkey, -self.capacity, -1)
-                pipe.expire(rkey, self.ttl_s)
-                queued = True
-            if queued:
+        if not any(entries.values()):
+            return
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for key, new in entries.items():
+                    if not new:
+                        continue
+                    rkey = self.redis_key(namespace, key)
+                    pipe.rpush(rkey, *(encode_entry(e) for e in new))
+                    pipe.ltrim(rkey, -self.capacity, -1)
+                    pipe.expire(rkey, self.ttl_s)
                 await pipe.execute()
+        except self._unavailable as exc:
+            msg = f"appending to {len(entries)} {namespace} windows in Redis failed: {exc!r}"
+            raise StoreUnavailable(msg) from exc
 
     async def close(self) -> None:
         if self._owns_client:

@@ -3,8 +3,9 @@
 :class:`CappedWindow` is the one definition of "keep the last N" (the in-memory store
 and replay use it; the Redis store does the same server-side with ``LTRIM``).
 :func:`advance` appends a batch's samples to the windows loaded for it, once, for every
-processor of the input: a redelivered event is recognised by its id and not appended
-again, and each sample sees the entries up to its own.
+processor of the input, and tells which samples are new. A sample already in a window
+was appended by an earlier batch, and a batch's windows are persisted only after its
+outputs were delivered: so its outputs exist, and processors make none for it again.
 """
 
 from __future__ import annotations
@@ -71,20 +72,29 @@ class BatchWindows:
     Attributes:
         entries: per key, the loaded entries then the batch's new ones, oldest first.
         positions: per sample of the batch, the index of its entry in its key's list
-            (for a redelivered sample, the entry it was first appended as).
+            (for a redelivered sample, the entry it was first appended as; -1 where the
+            loaded part of the window no longer holds it).
+        fresh: per sample, whether it is new (``False``: a redelivery, already served).
         appends: per key, the entries new in this batch (what the store must persist).
-        duplicates: samples whose event id was already in the window.
+        duplicates: samples that were redeliveries.
     """
 
     entries: dict[str, list[WindowEntry]] = field(default_factory=dict)
     positions: list[int] = field(default_factory=list)
+    fresh: list[bool] = field(default_factory=list)
     appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
     duplicates: int = 0
 
     def upto(self, key: str, index: int, steps: int) -> list[WindowEntry]:
         """The last ``steps`` entries of ``key`` up to and including sample ``index``'s."""
         pos = self.positions[index]
+        if pos < 0:
+            return []
         return self.entries[key][max(0, pos + 1 - steps) : pos + 1]
+
+    def only(self, index: int) -> BatchWindows:
+        """A view for sample ``index`` alone (a processor re-run on one sample)."""
+        return BatchWindows(self.entries, [self.positions[index]], [self.fresh[index]], {}, 0)
 
     def annotate(self, predicted: Mapping[str, float]) -> None:
         """Keep a model's prediction with each new entry it was made at (not yet holding one)."""
@@ -101,21 +111,34 @@ class BatchWindows:
 
 
 def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]]) -> BatchWindows:
-    """Append each sample to its key's window unless its event id is already there.
+    """Append each sample to its key's window unless it was appended before.
+
+    A sample was appended before when its event id is in the loaded window, or when a
+    later sample of the same key in this batch is the window's newest entry: the broker
+    redelivers a partition from its last committed offset, so everything of that key
+    up to the newest entry was appended, even what the window (or the part of it
+    loaded) no longer holds.
 
     Examples:
         >>> from streams.records import LinkSample
         >>> old = {"l1": [WindowEntry("e0", 1.0, (5.0,))]}
         >>> s = [LinkSample(f"e{i}", "l1", 1.0 + i, "internet", 5.0) for i in (0, 1, 2)]
         >>> view = advance(s, old)
-        >>> view.positions, view.duplicates, [e.event_id for e in view.appends["l1"]]
-        ([0, 1, 2], 1, ['e1', 'e2'])
+        >>> view.positions, view.fresh, [e.event_id for e in view.appends["l1"]]
+        ([0, 1, 2], [False, True, True], ['e1', 'e2'])
         >>> [e.event_id for e in view.upto("l1", 2, steps=2)]
         ['e1', 'e2']
+        >>> advance(s, {"l1": [WindowEntry("e1", 2.0, (5.0,))]}).fresh  # e0 fell out
+        [False, False, True]
     """
+    newest = {key: window[-1].event_id for key, window in loaded.items() if window}
+    replayed_upto: dict[str, int] = {}
+    for i, sample in enumerate(samples):
+        if newest.get(sample.key) == sample.event_id:
+            replayed_upto[sample.key] = i
     view = BatchWindows()
     ids: dict[str, dict[str, int]] = {}
-    for sample in samples:
+    for i, sample in enumerate(samples):
         key = sample.key
         entries = view.entries.get(key)
         if entries is None:
@@ -123,6 +146,9 @@ def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]
             ids[key] = {e.event_id: i for i, e in enumerate(entries)}
         known = ids[key]
         pos = known.get(sample.event_id)
+        if pos is None and i < replayed_upto.get(key, -1):
+            pos = -1
+        fresh = pos is None
         if pos is None:
             entry = sample.entry()
             pos = known[entry.event_id] = len(entries)
@@ -131,6 +157,7 @@ def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]
         else:
             view.duplicates += 1
         view.positions.append(pos)
+        view.fresh.append(fresh)
     return view
 
 

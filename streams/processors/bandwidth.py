@@ -82,6 +82,8 @@ class BandwidthProcessor:
         due: dict[str, list[_Due]] = {}
         warming_up = 0
         for i, sample in enumerate(samples):
+            if not windows.fresh[i]:
+                continue  # a redelivery: its prediction was delivered before it was stored
             predictor = predictors.get(sample.mode)
             if predictor is None:
                 predictor = predictors[sample.mode] = self.predictor_for(sample.mode)

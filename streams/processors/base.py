@@ -48,7 +48,9 @@ class Processor(Protocol):
     def process(
         self, samples: Sequence[Any], windows: BatchWindows, scores: Sequence[Score] | None
     ) -> ProcessorResult:
-        """Outputs of the batch; adds this processor's figures to each sample's score."""
+        """Outputs of the batch's new samples (``windows.fresh``); adds this processor's
+        figures to each sample's score. A redelivered sample gets no output: it is in the
+        window only because its outputs were delivered."""
         ...
 
 

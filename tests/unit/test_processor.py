@@ -42,15 +42,37 @@ def test_existing_window_counts_toward_warm_up() -> None:
     assert result.predictions[0].window_from_ts == 1.6e9
 
 
-def test_redelivered_event_is_not_appended_and_predicts_the_same() -> None:
+def test_redelivered_event_in_the_window_is_not_appended_or_predicted_again() -> None:
+    # A window entry is stored only after its prediction was delivered.
     proc = processor(window_steps=3)
     first = run_processor(proc, samples("a", 5), {})
     window = {"a": first.appends["a"]}
     again = run_processor(proc, samples("a", 2, start=3), window)
     assert again.duplicates == 2
     assert again.appends == {}
+    assert again.predictions == []
+
+
+def test_redelivery_longer_than_the_loaded_window_is_recognised() -> None:
+    # 30 samples were stored; only the newest 3 are loaded; all 30 come again, then 2 new.
+    proc = processor(window_steps=3)
+    first = run_processor(proc, samples("a", 30), {})
+    tail = {"a": first.appends["a"][-3:]}
+    again = run_processor(proc, samples("a", 32), tail)
+    assert again.duplicates == 30
+    assert [e.event_id for e in again.appends["a"]] == ["a-30", "a-31"]
+    assert [p.event_id for p in again.predictions] == ["a-30", "a-31"]
+
+
+def test_undelivered_batch_predicts_the_same_again() -> None:
+    # Delivered but not stored (a crash in between): the same batch gives the same records.
+    proc = processor(window_steps=3)
+    head = run_processor(proc, samples("a", 10), {})
+    window = {"a": head.appends["a"]}
+    first = run_processor(proc, samples("a", 5, start=10), window)
+    again = run_processor(proc, samples("a", 5, start=10), window)
     assert [p.to_record(0.0) for p in again.predictions] == [
-        p.to_record(0.0) for p in first.predictions[-2:]
+        p.to_record(0.0) for p in first.predictions
     ]
 
 
