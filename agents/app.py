@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
 from models.serving import ModelHolder, model_loaded_events
@@ -23,9 +27,15 @@ from streams.records import SourceRef, WindowEntry
 from streams.store import RedisWindowStore, WindowStore
 from streams.topics import INPUT_ROLES
 
+from .delivery import BatchDelivery, Send
 from .metrics import WorkerMetrics
 from .settings import Settings
 from .wiring import pipeline_for
+
+log = logging.getLogger(__name__)
+
+EXIT_UNFINISHED_BATCH = 75
+"""Exit status of a worker stopped while a batch could not finish (it is redelivered)."""
 
 
 class TimedWindowStore:
@@ -58,6 +68,7 @@ class WorkerContext:
         self.metrics = WorkerMetrics()
         self._lock = asyncio.Lock()
         self._pipeline: TelemetryPipeline | None = None
+        self._delivery: BatchDelivery | None = None
         self._redis: Any = None
         self._kafka: AIOKafkaClient | None = None
 
@@ -66,21 +77,36 @@ class WorkerContext:
             if self._pipeline is None:
                 s = self.settings
                 password = s.redis_password.get_secret_value() if s.redis_password else None
-                self._redis = aioredis.from_url(s.redis_dsn, password=password)
+                # Timeouts, so that a Redis that stops answering fails the batch (which is
+                # retried) instead of hanging it.
+                self._redis = aioredis.from_url(
+                    s.redis_dsn, password=password, socket_timeout=5.0, socket_connect_timeout=2.0
+                )
                 store = RedisWindowStore(
                     self._redis,
                     capacity=s.window_size,
                     ttl_s=s.window_ttl_s,
                     prefix=s.redis_key_prefix,
                     owns_client=False,
+                    unavailable=(redis.exceptions.RedisError, OSError, TimeoutError),
                 )
                 self._pipeline = pipeline_for(
                     s, self.models, TimedWindowStore(store, self.metrics), time.time
                 )
             return self._pipeline
 
+    async def delivery(self, send: Send) -> BatchDelivery:
+        """The batch delivery shared by the worker's agents."""
+        pipeline = await self.pipeline()
+        if self._delivery is None:
+            self._delivery = BatchDelivery(
+                pipeline, send, self.metrics, backoff_max_s=self.settings.retry_backoff_max_s
+            )
+        return self._delivery
+
     async def health(self) -> dict[str, Any]:
-        """Reachability of Redis (PING) and Kafka (a metadata request)."""
+        """Reachability of Redis (PING) and Kafka (a metadata request), and any batch
+        waiting for a failing component."""
         checks: dict[str, Any] = {}
         try:
             await self.pipeline()
@@ -99,13 +125,26 @@ class WorkerContext:
             if self._kafka is not None:
                 await self._kafka.close()
                 self._kafka = None
-        checks["ready"] = all(v == "ok" for v in checks.values())
+        blocked = {} if self._delivery is None else dict(self._delivery.blocked)
+        checks["ready"] = all(v == "ok" for v in checks.values()) and not blocked
+        if blocked:
+            now = time.monotonic()
+            checks["blocked"] = {
+                role: {
+                    "component": b.component,
+                    "seconds": round(now - b.since, 1),
+                    "attempts": b.attempts,
+                    "error": b.error,
+                }
+                for role, b in blocked.items()
+            }
         checks["models"] = self.models.describe()
         return checks
 
     async def close(self) -> None:
         """Close connections; safe to call more than once."""
         redis_client, self._redis, self._pipeline = self._redis, None, None
+        self._delivery = None
         kafka, self._kafka = self._kafka, None
         if redis_client is not None:
             await redis_client.aclose()
@@ -128,19 +167,26 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         web_enabled=True,
         producer_acks=-1,
         producer_linger_ms=2,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        consumer_group_instance_id=settings.group_instance_id,
         consumer_auto_offset_reset="earliest",
         store="memory://",
     )
     topics = settings.topics
     metrics = ctx.metrics
 
-    async def send(record: EncodedRecord) -> None:
+    async def send(record: EncodedRecord) -> Awaitable[Any]:
         # The producer directly, not Topic.send: a record per prediction through Faust's
-        # channel machinery costs more than the whole core. Faust still flushes this
-        # producer before it commits the batch's offsets.
-        await app.producer.send(
-            record.topic, record.key.encode("utf-8"), record.value, None, None, None
-        )
+        # channel machinery costs more than the whole core.
+        try:
+            return await app.producer.send(
+                record.topic, record.key.encode("utf-8"), record.value, None, None, None
+            )
+        except ProducerSendError as exc:
+            if isinstance(exc.__cause__, KafkaError):
+                raise exc.__cause__ from exc
+            raise
 
     async def run_batches(stream: Any, role: str) -> None:
         # aiokafka's producer builds a DEBUG record per send when its logger inherits a
@@ -148,7 +194,7 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         logging.getLogger("aiokafka").setLevel(
             max(logging.getLogger("aiokafka").getEffectiveLevel(), logging.INFO)
         )
-        pipeline = await ctx.pipeline()
+        delivery = await ctx.delivery(send)
         topic = topics.name(role)
         try:
             async for events in stream.take_events(
@@ -156,9 +202,9 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
             ):
                 started = time.perf_counter()
                 messages = [_raw(event) for event in events]
-                outcome = await pipeline.handle(role, messages)
-                for record in outcome.outputs:
-                    await send(record)
+                outcome = await _finish(
+                    delivery.deliver(role, messages), settings.shutdown_timeout_s, topic
+                )
                 _count(metrics, topic, len(messages), outcome)
                 metrics.processing_seconds.labels(topic).observe(time.perf_counter() - started)
         finally:
@@ -184,9 +230,33 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         if await asyncio.to_thread(models.refresh):
             now = time.time()
             for event in model_loaded_events(before, models.describe(), now):
-                await send(encode_output(event, topics, now))
+                await (await send(encode_output(event, topics, now)))
 
     return app, ctx
+
+
+async def _finish(delivery: Awaitable[BatchOutcome], timeout_s: float, topic: str) -> BatchOutcome:
+    """Await a batch's delivery; a stop (SIGTERM) lets it finish within ``timeout_s``.
+
+    Faust acknowledges a batch's events when the agent leaves it, even when it leaves
+    because it was cancelled. A batch that cannot finish in time therefore ends the
+    process before that can happen: nothing of it is committed, and the next owner of
+    its partitions gets it again.
+    """
+    task = asyncio.ensure_future(delivery)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
+        except BaseException:  # noqa: BLE001 - anything but a finished batch
+            log.error(
+                "stopping with a %s batch unfinished after %.0f s; exiting without "
+                "committing it (it will be redelivered)", topic, timeout_s,
+            )  # fmt: skip
+            logging.shutdown()
+            os._exit(EXIT_UNFINISHED_BATCH)
+        raise
 
 
 def _input_agent(app: faust.App, topic: str, role: str, run: Any) -> None:

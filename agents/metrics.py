@@ -48,6 +48,18 @@ class WorkerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.batch_retries = Counter(
+            "novacron_batch_retries",
+            "Batches done again because a component failed (the consumer waited).",
+            ["topic", "component"],
+            registry=r,
+        )
+        self.blocked_seconds = Counter(
+            "novacron_blocked_seconds",
+            "Seconds batches waited for a failing component before they went through.",
+            ["topic", "component"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "novacron_batch_messages",
             "Messages per processing batch.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -48,6 +49,40 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, ge=1, description="Events per processing batch at most.")
     batch_within_s: float = Field(0.05, gt=0, description="Wait at most this long to fill a batch.")
 
+    retry_backoff_max_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest wait between two tries of a batch while Redis or Kafka fails "
+        "(the wait starts at 0.1 s and doubles).",
+    )
+    session_timeout_s: float = Field(
+        10.0,
+        ge=6.0,
+        le=300.0,
+        description="A worker that stops heartbeating loses its partitions after this long. "
+        "Lower hands partitions of a dead worker over sooner; too low for the network or "
+        "for GC pauses causes needless rebalances. At least the broker's "
+        "group.min.session.timeout.ms (6 s).",
+    )
+    heartbeat_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="Heartbeats to the group coordinator (a third of the timeout or less).",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="Static group membership id of this worker (Kafka group.instance.id): a "
+        "restarted worker with the same id takes its partitions back at once, with no "
+        "rebalance. Unique per running worker and stable across its restarts; default "
+        "'<hostname>-<web_port>'. Empty string: dynamic membership.",
+    )
+    shutdown_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="On SIGTERM, how long the batch in flight may take to finish; past it the "
+        "worker exits without committing the batch, which is then redelivered.",
+    )
+
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65_535, description="Port of /healthz and /metrics.")
 
@@ -78,6 +113,13 @@ class Settings(BaseSettings):
         "sqlite:///.novacron/registry.sqlite", description="Model registry database."
     )
     artifact_dir: Path = Field(Path(".novacron/artifacts"), description="Model artifacts.")
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The static membership id (``None``: dynamic membership)."""
+        if self.instance_id is None:
+            return f"{socket.gethostname()}-{self.web_port}"
+        return self.instance_id or None
 
     @property
     def bootstrap_servers(self) -> str:
