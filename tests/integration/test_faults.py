@@ -1,0 +1,345 @@
+"""Faults on the real stack: Redis stopped mid-stream, a worker killed with kill -9,
+a 900 KB poison message. Every event sent is checked for its output afterwards.
+
+Each test runs its own worker (and, for the Redis test, its own Redis server), so the
+shared stack of the other tests is never disturbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+
+from agents.settings import Settings
+from novacron.demo import start_worker, wait_healthy
+from novacron.stack_services import REDIS_SERVER
+
+from .conftest import collect, free_port, isolated_env, settings_for
+
+pytestmark = pytest.mark.integration
+
+LINKS = 10
+
+
+class RedisServer:
+    """A redis-server of the test's own, persisting to its folder across restarts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(  # noqa: S603 - Debian's redis-server
+            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
+             str(self.folder), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+             "--logfile", str(self.folder / "redis.log")],
+        )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # SIGTERM: redis-server fsyncs its append-only file and exits
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def link_sample(n: int, i: int) -> dict[str, Any]:
+    return {
+        "event_id": f"link-{n}-{i}",
+        "link_id": f"link-{n}",
+        "mode": "datacenter",
+        "ts": 1.76e9 + i,
+        "bandwidth_mbps": 5000.0 + 300.0 * ((i * 7 + n) % 11),
+        "latency_ms": 2.0,
+        "packet_loss_pct": 0.0001,
+        "jitter_ms": 0.2,
+        "throughput_mbps": 4000.0 + 250.0 * ((i * 5 + n) % 13),
+    }
+
+
+async def stream_links(settings: Settings, rounds: int, per_second: float) -> list[str]:
+    """Send ``rounds`` samples of every link, ``per_second`` rounds a second."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    sent: list[str] = []
+    try:
+        start = time.monotonic()
+        for i in range(rounds):
+            for n in range(LINKS):
+                sample = link_sample(n, i)
+                await producer.send(
+                    settings.topics.link, orjson.dumps(sample), key=sample["link_id"].encode()
+                )
+                sent.append(sample["event_id"])
+            await asyncio.sleep(max(0.0, start + (i + 1) / per_second - time.monotonic()))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+def healthz(settings: Settings) -> tuple[int, dict[str, Any]]:
+    url = f"http://{settings.web_host}:{settings.web_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def metric(settings: Settings, name: str) -> float:
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def assert_every_event_predicted(sent: list[str], predictions: list[dict[str, Any]]) -> None:
+    """Per link, every event from its first prediction on has one; ids never disagree."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for p in predictions:
+        pid = p["prediction_id"]
+        if pid in by_id:  # a redelivered batch: the same record again
+            assert {k: v for k, v in p.items() if k != "produced_at"} == {
+                k: v for k, v in by_id[pid].items() if k != "produced_at"
+            }
+        by_id[pid] = p
+    predicted = {p["source_event_ids"][0] for p in by_id.values()}
+    per_link: dict[str, list[int]] = defaultdict(list)
+    for event in sent:
+        _, n, i = event.split("-")
+        if event in predicted:
+            per_link[n].append(int(i))
+    rounds = len(sent) // LINKS
+    for n in map(str, range(LINKS)):
+        got = sorted(per_link[n])
+        assert got, f"link-{n} got no prediction"
+        assert got[0] < 40, f"link-{n} first predicted at sample {got[0]}"
+        missing = sorted(set(range(got[0], rounds)) - set(got))
+        assert missing == [], (
+            f"link-{n}: {len(missing)} events without a prediction: {missing[:10]}"
+        )
+
+
+def start(env: dict[str, str], log: Path) -> tuple[Settings, subprocess.Popen[bytes]]:
+    settings = settings_for(env)
+    proc = start_worker(settings, log, env)
+    wait_healthy(settings, proc, timeout_s=120)
+    return settings, proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_redis_stopped_for_10_s_mid_stream_loses_nothing(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    env = isolated_env("redis-outage") | {"NOVACRON_REDIS_URL": own_redis.url}
+    log = tmp_path / "worker.log"
+    settings, proc = start(env, log)
+    try:
+
+        async def scenario() -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+            streaming = asyncio.create_task(stream_links(settings, rounds=250, per_second=10))
+            await asyncio.sleep(6)
+            await asyncio.to_thread(own_redis.stop)
+            health = []
+            for _ in range(4):
+                await asyncio.sleep(2.5)
+                health.append(await asyncio.to_thread(healthz, settings))
+            await asyncio.to_thread(own_redis.start)
+            return await streaming, health
+
+        sent, health = asyncio.run(scenario())
+        topic = settings.topics.predictions
+        out = asyncio.run(
+            collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
+                    timeout_s=90, settle_s=5)
+        )  # fmt: skip
+        assert_every_event_predicted(sent, [v for _, v in out[topic]])
+        # While Redis was down the worker said so, and waited instead of moving on.
+        down = [body for status, body in health if status == 503]
+        assert down, health
+        assert any(b.get("blocked", {}).get("link", {}).get("component") == "redis" for b in down)
+        assert metric(settings, 'novacron_batch_retries_total{component="redis"') > 0
+        assert metric(settings, "novacron_blocked_seconds_total") >= 5
+        assert proc.poll() is None, "the worker died"
+        assert healthz(settings)[0] == 200
+    finally:
+        stop(proc)
+
+
+def test_worker_killed_with_kill_9_mid_stream_resumes_within_15_s(tmp_path: Path) -> None:
+    env = isolated_env("kill-9")
+    log = tmp_path / "worker.log"
+    settings, proc = start(env, log)
+    topic = settings.topics.predictions
+    try:
+
+        async def scenario() -> tuple[list[str], float]:
+            streaming = asyncio.create_task(stream_links(settings, rounds=250, per_second=10))
+            await asyncio.sleep(8)
+            os.kill(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+            return await streaming, await asyncio.to_thread(time.time)
+
+        restarted: dict[str, Any] = {}
+
+        async def with_restart() -> tuple[list[str], float]:
+            task = asyncio.create_task(scenario())
+            while not task.done() and proc.poll() is None:
+                await asyncio.sleep(0.05)
+            restarted["at"] = time.time()
+            restarted["proc"] = start_worker(settings, log, env)
+            return await task
+
+        sent, _ = asyncio.run(with_restart())
+        new_proc = restarted["proc"]
+        try:
+            out = asyncio.run(
+                collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
+                        timeout_s=90, settle_s=5)
+            )  # fmt: skip
+            values = [v for _, v in out[topic]]
+            assert_every_event_predicted(sent, values)
+            after = sorted(v["produced_at"] for v in values if v["produced_at"] > restarted["at"])
+            assert after, "no output after the restart"
+            resumed = after[0] - restarted["at"]
+            assert resumed < 15.0, f"first output {resumed:.1f} s after the restart"
+        finally:
+            stop(new_proc)
+    finally:
+        stop(proc)
+
+
+def test_a_900_kb_poison_message_gives_one_dead_letter_that_fits(tmp_path: Path) -> None:
+    env = isolated_env("poison")
+    settings, proc = start(env, tmp_path / "worker.log")
+    try:
+        poison = b'{"link_id": "link-0", "ts": 1760000000, "mode": "' + b"x" * 900_000 + b'"}'
+        good = [link_sample(n, i) for i in range(50) for n in range(LINKS)]
+
+        async def scenario() -> None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers, acks="all",
+                max_request_size=2_000_000,
+            )  # fmt: skip
+            await producer.start()
+            try:
+                await producer.send(settings.topics.link, poison, key=b"link-0")
+                for sample in good:
+                    await producer.send(
+                        settings.topics.link, orjson.dumps(sample),
+                        key=sample["link_id"].encode(),
+                    )  # fmt: skip
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(scenario())
+        topics = [settings.topics.predictions, settings.topics.dlq]
+        out = asyncio.run(
+            collect(
+                settings, topics,
+                until=lambda r: len(r[topics[1]]) >= 1
+                and {v["source_event_ids"][0] for _, v in r[topics[0]]} >= {"link-0-49"},
+                timeout_s=90, settle_s=3,
+            )
+        )  # fmt: skip
+        dead = [v for _, v in out[settings.topics.dlq]]
+        assert len(dead) == 1
+        assert dead[0]["error_kind"] == "schema_violation"
+        assert dead[0]["original_truncated"] is True
+        assert dead[0]["original_size_bytes"] == len(poison)
+        assert len(orjson.dumps(dead[0])) < 1_000_000
+        assert_every_event_predicted(
+            [s["event_id"] for s in good], [v for _, v in out[settings.topics.predictions]]
+        )
+        assert proc.poll() is None
+    finally:
+        stop(proc)
+
+
+def test_rolling_restart_of_two_workers_loses_nothing(tmp_path: Path) -> None:
+    """SIGTERM finishes the batch in flight and exits in bounded time; the group goes on."""
+    env_a = isolated_env("rolling")
+    env_b = env_a | {"NOVACRON_WEB_PORT": str(free_port())}
+    settings, proc_a = start(env_a, tmp_path / "a.log")
+    _, proc_b = start(env_b, tmp_path / "b.log")
+    procs = {"a": proc_a, "b": proc_b}
+    exits: list[float] = []
+    try:
+
+        async def scenario() -> list[str]:
+            streaming = asyncio.create_task(stream_links(settings, rounds=300, per_second=10))
+            for name, env in (("a", env_a), ("b", env_b)):
+                await asyncio.sleep(7)
+                began = time.monotonic()
+                procs[name].send_signal(signal.SIGTERM)
+                code = await asyncio.to_thread(procs[name].wait, 60)
+                exits.append(time.monotonic() - began)
+                assert code == 0, f"worker {name} exited with {code}"
+                procs[name] = start_worker(settings_for(env), tmp_path / f"{name}.log", env)
+            return await streaming
+
+        sent = asyncio.run(scenario())
+        topic = settings.topics.predictions
+        out = asyncio.run(
+            collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
+                    timeout_s=90, settle_s=5)
+        )  # fmt: skip
+        values = [v for _, v in out[topic]]
+        assert_every_event_predicted(sent, values)
+        duplicates = len(values) - len({v["prediction_id"] for v in values})
+        assert duplicates <= 2 * settings.batch_max, duplicates
+        assert max(exits) < settings.shutdown_timeout_s + 10, exits
+    finally:
+        for proc in procs.values():
+            stop(proc)
