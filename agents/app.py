@@ -51,9 +51,14 @@ class TimedWindowStore:
         with self.metrics.redis_seconds.labels("load").time():
             return await self.inner.load(namespace, keys, last)
 
-    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
+    async def append(
+        self,
+        namespace: str,
+        entries: Mapping[str, Sequence[WindowEntry]],
+        expect_newest: Mapping[str, str | None] | None = None,
+    ) -> None:
         with self.metrics.redis_seconds.labels("append").time():
-            await self.inner.append(namespace, entries)
+            await self.inner.append(namespace, entries, expect_newest)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from streams.codec import EncodedRecord, encode_output
-from streams.errors import StoreUnavailable
+from streams.errors import StoreConflict, StoreUnavailable
 from streams.pipeline import BatchOutcome, RawMessage, TelemetryPipeline
 from streams.records import DeadLetter, SourceRef
 
@@ -83,6 +83,10 @@ class BatchDelivery:
                 outcome = await self.pipeline.process(role, messages)
                 await self._send_all(outcome.outputs)
                 await self.pipeline.persist(role, outcome)
+            except StoreConflict as exc:
+                # Another worker appended to a window of this batch (a partition moved
+                # while it was in flight): do it again from freshly loaded windows.
+                component, error = "window_conflict", str(exc)
             except StoreUnavailable as exc:
                 component, error = "redis", str(exc)
             except KafkaError as exc:

@@ -34,6 +34,13 @@ class StoreUnavailable(NovacronError):
     """
 
 
+class StoreConflict(StoreUnavailable):
+    """A window changed between a batch's load and its append (another worker appended).
+
+    Nothing was appended; the batch is processed again from freshly loaded windows.
+    """
+
+
 class StackError(NovacronError):
     """A component of the local Kafka + Redis stack failed to start or answer."""
 

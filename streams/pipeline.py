@@ -59,6 +59,7 @@ class BatchOutcome:
     duplicates: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
+    newest: dict[str, str | None] = field(default_factory=dict)
 
 
 class TelemetryPipeline:
@@ -115,7 +116,8 @@ class TelemetryPipeline:
             keys = list(dict.fromkeys(s.key for s in samples))
             # No processor: the whole window, so that redeliveries are still recognised.
             depth = max((p.history_depth(samples) for p in processors), default=None)
-            view = advance(samples, await self.store.load(role, keys, depth))
+            loaded = await self.store.load(role, keys, depth)
+            view = advance(samples, loaded, [m.source.position for m in origins])
             source = self.topics.name(role)
             scores = (
                 [Score(s.event_id, s.key, s.ts, source) for s in samples]
@@ -129,6 +131,7 @@ class TelemetryPipeline:
                 for name, count in result.counts.items():
                     outcome.counts[name] = outcome.counts.get(name, 0) + count
             outcome.appends = view.appends
+            outcome.newest = view.newest
             outcome.duplicates = view.duplicates
             if scores is not None:
                 outcome.scores = [encode_output(s, self.topics, now) for s in scores]
@@ -137,8 +140,12 @@ class TelemetryPipeline:
         return outcome
 
     async def persist(self, role: str, outcome: BatchOutcome) -> None:
-        """Store the batch's new window entries (after its outputs were delivered)."""
-        await self.store.append(role, outcome.appends)
+        """Store the batch's new window entries (after its outputs were delivered).
+
+        Only if every window still ends where the batch loaded it; otherwise the store
+        raises :class:`~streams.errors.StoreConflict` and the batch is done again.
+        """
+        await self.store.append(role, outcome.appends, outcome.newest)
 
     async def handle(self, role: str, messages: Sequence[RawMessage]) -> BatchOutcome:
         """:meth:`process` then :meth:`persist`: for replay, where writing is delivering."""

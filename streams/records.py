@@ -54,6 +54,20 @@ class SourceRef:
     file: str | None = None
     row: int | None = None
 
+    @property
+    def position(self) -> tuple[int, int] | None:
+        """``(partition, offset)`` of a Kafka message, ``(-1, row)`` of a file row.
+
+        Examples:
+            >>> SourceRef("t", 2, 41).position, SourceRef("t", file="f", row=7).position
+            ((2, 41), (-1, 7))
+        """
+        if self.partition is not None and self.offset is not None:
+            return (self.partition, self.offset)
+        if self.row is not None:
+            return (-1, self.row)
+        return None
+
     def event_id(self, index: int | None = None) -> str:
         """A deterministic event id for a message (and a sample index in a batch).
 
@@ -94,9 +108,9 @@ class LinkSample:
     def key(self) -> str:
         return self.link_id
 
-    def entry(self) -> WindowEntry:
+    def entry(self, position: tuple[int, int] | None = None) -> WindowEntry:
         """The sample as its link's window keeps it."""
-        return WindowEntry(self.event_id, self.ts, self.values())
+        return WindowEntry(self.event_id, self.ts, self.values(), position=position)
 
     def values(self) -> tuple[float, ...]:
         """The five measures in ``MEASURES`` order, NaN where absent."""
@@ -126,7 +140,7 @@ class HostSample:
     def key(self) -> str:
         return self.host_id
 
-    def entry(self) -> WindowEntry:
+    def entry(self, position: tuple[int, int] | None = None) -> WindowEntry:
         """The sample as its host's window keeps it: values with their metric names.
 
         Examples:
@@ -134,7 +148,11 @@ class HostSample:
             ('cpu_pct',)
         """
         return WindowEntry(
-            self.event_id, self.ts, tuple(self.metrics.values()), names=tuple(self.metrics)
+            self.event_id,
+            self.ts,
+            tuple(self.metrics.values()),
+            names=tuple(self.metrics),
+            position=position,
         )
 
 
@@ -145,7 +163,10 @@ class WindowEntry:
     Link entries hold the five measures in ``MEASURES`` order (NaN = absent) and, once
     the model has run on the window ending at this sample, its unadapted prediction in
     ``predicted`` (the online gain learns from these; see :mod:`online.gain`). Host
-    entries hold their metrics with the metric names in ``names``.
+    entries hold their metrics with the metric names in ``names``. ``position`` is
+    where the message it came in sits, ``(partition, offset)`` (``(-1, row)`` for a
+    file): a key's messages come in partition order, so a message at or before the
+    window's newest position is a redelivery, whatever the window still holds.
     """
 
     event_id: str
@@ -153,6 +174,7 @@ class WindowEntry:
     values: tuple[float, ...]
     names: tuple[str, ...] | None = None
     predicted: float | None = None
+    position: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .errors import StoreUnavailable
+from .errors import StoreConflict, StoreUnavailable
 from .records import WindowEntry
 from .windows import CappedWindow
 
@@ -24,43 +24,62 @@ def encode_entry(entry: WindowEntry) -> bytes:
     Examples:
         >>> encode_entry(WindowEntry("e1", 1.5, (2.0, float("nan"))))
         b'["e1",1.5,2.0,null]'
-        >>> encode_entry(WindowEntry("e1", 1.5, (2.0,), predicted=2.5))
-        b'["e1",1.5,2.0,{"p":2.5}]'
+        >>> encode_entry(WindowEntry("e1", 1.5, (2.0,), predicted=2.5, position=(3, 17)))
+        b'["e1",1.5,2.0,{"p":2.5,"o":[3,17]}]'
+        >>> encode_entry(WindowEntry("h1", 2.0, (51.0,), names=("cpu_pct",), position=(0, 4)))
+        b'["h1",2.0,{"cpu_pct":51.0},{"o":[0,4]}]'
     """
-    if entry.names is not None:
-        return orjson.dumps(
-            [entry.event_id, entry.ts, dict(zip(entry.names, entry.values, strict=True))]
-        )
-    values: list[Any] = [None if math.isnan(v) else v for v in entry.values]
+    meta: dict[str, Any] = {}
     if entry.predicted is not None:
-        values.append({"p": entry.predicted})
+        meta["p"] = entry.predicted
+    if entry.position is not None:
+        meta["o"] = entry.position
+    if entry.names is not None:
+        metrics = dict(zip(entry.names, entry.values, strict=True))
+        return orjson.dumps([entry.event_id, entry.ts, metrics, *([meta] if meta else [])])
+    values: list[Any] = [None if math.isnan(v) else v for v in entry.values]
+    if meta:
+        values.append(meta)
     return orjson.dumps([entry.event_id, entry.ts, *values])
 
 
 def decode_entry(raw: bytes | str) -> WindowEntry:
-    """Inverse of :func:`encode_entry`.
+    """Inverse of :func:`encode_entry` (entries written before ``"o"`` existed read too).
 
     Examples:
         >>> decode_entry(b'["e1",1.5,2.0,null]')
-        WindowEntry(event_id='e1', ts=1.5, values=(2.0, nan), names=None, predicted=None)
-        >>> decode_entry(b'["h1",2.0,{"cpu_pct":51.0}]')
-        WindowEntry(event_id='h1', ts=2.0, values=(51.0,), names=('cpu_pct',), predicted=None)
+        WindowEntry(event_id='e1', ts=1.5, values=(2.0, nan), names=None, predicted=None, \
+position=None)
+        >>> decode_entry(b'["h1",2.0,{"cpu_pct":51.0},{"o":[0,4]}]').position
+        (0, 4)
         >>> decode_entry(b'["e1",1.5,2.0,{"p":2.5}]').predicted
         2.5
     """
     event_id, ts, *values = orjson.loads(raw)
     if values and isinstance(values[0], dict):
         metrics: dict[str, float] = values[0]
-        return WindowEntry(str(event_id), float(ts), tuple(metrics.values()), names=tuple(metrics))
-    predicted = None
-    if values and isinstance(values[-1], dict):
-        predicted = float(values.pop()["p"])
+        meta = values[1] if len(values) > 1 else {}
+        return WindowEntry(
+            str(event_id),
+            float(ts),
+            tuple(metrics.values()),
+            names=tuple(metrics),
+            position=_position(meta),
+        )
+    meta = values.pop() if values and isinstance(values[-1], dict) else {}
+    predicted = meta.get("p")
     return WindowEntry(
         str(event_id),
         float(ts),
         tuple(math.nan if v is None else float(v) for v in values),
-        predicted=predicted,
+        predicted=None if predicted is None else float(predicted),
+        position=_position(meta),
     )
+
+
+def _position(meta: dict[str, Any]) -> tuple[int, int] | None:
+    found = meta.get("o")
+    return None if found is None else (int(found[0]), int(found[1]))
 
 
 class WindowStore(Protocol):
@@ -72,13 +91,58 @@ class WindowStore(Protocol):
         """The newest ``last`` entries (default: all) of each key's window, oldest first."""
         ...
 
-    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
-        """Append entries to each key's window, keeping the newest ``capacity``."""
+    async def append(
+        self,
+        namespace: str,
+        entries: Mapping[str, Sequence[WindowEntry]],
+        expect_newest: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Append entries to each key's window, keeping the newest ``capacity``.
+
+        With ``expect_newest`` (key -> event id of the newest entry when the batch loaded
+        the window, ``None`` for an empty one), nothing is appended unless every key's
+        window still ends there: :class:`StoreConflict` says another worker appended in
+        between (a partition that moved while a batch was in flight).
+        """
         ...
 
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+_ANY = "\x00any"
+"""Placeholder for "no expectation" about a window's newest entry."""
+
+# KEYS: windows. ARGV: capacity, ttl, then per key: expected newest event id ("" for an
+# empty window, _ANY for none), the number of entries, the entries. Returns 1 when all
+# was appended, or 1 + the (1-based) index of the first window that did not end as
+# expected, having appended nothing.
+_APPEND_LUA = """
+local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local i = 3
+for k = 1, #KEYS do
+  local expected, n = ARGV[i], tonumber(ARGV[i + 1])
+  if expected ~= "\0any" then
+    local newest = redis.call("LINDEX", KEYS[k], -1)
+    local id = ""
+    if newest then id = tostring(cjson.decode(newest)[1]) end
+    if id ~= expected then return k + 1 end
+  end
+  i = i + 2 + n
+end
+i = 3
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i + 1])
+  for j = i + 2, i + 1 + n, 1000 do  -- unpack's limit on values
+    redis.call("RPUSH", KEYS[k], unpack(ARGV, j, math.min(j + 999, i + 1 + n)))
+  end
+  redis.call("LTRIM", KEYS[k], -capacity, -1)
+  redis.call("EXPIRE", KEYS[k], ttl)
+  i = i + 2 + n
+end
+return 1
+"""
 
 
 class InMemoryWindowStore:
@@ -101,7 +165,18 @@ class InMemoryWindowStore:
             for k in keys
         }
 
-    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
+    async def append(
+        self,
+        namespace: str,
+        entries: Mapping[str, Sequence[WindowEntry]],
+        expect_newest: Mapping[str, str | None] | None = None,
+    ) -> None:
+        for key, expected in (expect_newest or {}).items():
+            stored = self._data.get(f"{namespace}:{key}", ())
+            newest = decode_entry(stored[-1]).event_id if stored else None
+            if entries.get(key) and newest != expected:
+                msg = f"the {namespace} window of {key!r} ends at {newest!r}, not {expected!r}"
+                raise StoreConflict(msg)
         for key, new in entries.items():
             if new:
                 name = f"{namespace}:{key}"
@@ -115,8 +190,10 @@ class InMemoryWindowStore:
 class RedisWindowStore:
     """Windows as capped Redis lists, one round trip per batch, TTL on idle keys.
 
-    A batch's appends are one ``MULTI``/``EXEC`` transaction: all of them or none, so a
-    batch retried after a failure never finds half of itself in the windows. A failure
+    A batch's appends are one Lua script, atomic in Redis: all of them or none, and only
+    if every window still ends at the entry the batch loaded (otherwise
+    :class:`StoreConflict`), so a batch retried after a failure never finds half of
+    itself in the windows and two workers never append the same events twice. A failure
     of the client surfaces as :class:`StoreUnavailable`, for the caller to retry.
 
     Args:
@@ -146,6 +223,7 @@ class RedisWindowStore:
         self.prefix = prefix
         self._owns_client = owns_client
         self._unavailable = unavailable
+        self._append_script: Any = None
 
     def redis_key(self, namespace: str, key: str) -> str:
         return f"{self.prefix}:{namespace}:{key}"
@@ -166,22 +244,36 @@ class RedisWindowStore:
             raise StoreUnavailable(msg) from exc
         return {k: [decode_entry(r) for r in raw] for k, raw in zip(keys, results, strict=True)}
 
-    async def append(self, namespace: str, entries: Mapping[str, Sequence[WindowEntry]]) -> None:
-        if not any(entries.values()):
+    async def append(
+        self,
+        namespace: str,
+        entries: Mapping[str, Sequence[WindowEntry]],
+        expect_newest: Mapping[str, str | None] | None = None,
+    ) -> None:
+        keys = [key for key, new in entries.items() if new]
+        if not keys:
             return
+        expect = expect_newest or {}
+        args: list[Any] = [self.capacity, self.ttl_s]
+        for key in keys:
+            expected = expect.get(key, _ANY) if expect_newest is not None else _ANY
+            args += [_ANY if expected is _ANY else (expected or ""), len(entries[key])]
+            args += [encode_entry(e) for e in entries[key]]
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for key, new in entries.items():
-                    if not new:
-                        continue
-                    rkey = self.redis_key(namespace, key)
-                    pipe.rpush(rkey, *(encode_entry(e) for e in new))
-                    pipe.ltrim(rkey, -self.capacity, -1)
-                    pipe.expire(rkey, self.ttl_s)
-                await pipe.execute()
+            if self._append_script is None:
+                self._append_script = self.client.register_script(_APPEND_LUA)
+            done = await self._append_script(
+                keys=[self.redis_key(namespace, k) for k in keys], args=args
+            )
         except self._unavailable as exc:
-            msg = f"appending to {len(entries)} {namespace} windows in Redis failed: {exc!r}"
+            msg = f"appending to {len(keys)} {namespace} windows in Redis failed: {exc!r}"
             raise StoreUnavailable(msg) from exc
+        if int(done) != 1:
+            msg = (
+                f"the {namespace} window of {keys[int(done) - 2]!r} no longer ends where this "
+                "batch loaded it: another worker appended in between"
+            )
+            raise StoreConflict(msg)
 
     async def close(self) -> None:
         if self._owns_client:

@@ -11,7 +11,7 @@ outputs were delivered: so its outputs exist, and processors make none for it ag
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
@@ -62,7 +62,7 @@ class Keyed(Protocol):
     @property
     def key(self) -> str: ...
 
-    def entry(self) -> WindowEntry: ...
+    def entry(self, position: tuple[int, int] | None = None) -> WindowEntry: ...
 
 
 @dataclass(slots=True)
@@ -77,6 +77,8 @@ class BatchWindows:
         fresh: per sample, whether it is new (``False``: a redelivery, already served).
         appends: per key, the entries new in this batch (what the store must persist).
         duplicates: samples that were redeliveries.
+        newest: per key, the event id of the newest entry loaded (``None``: empty), which
+            the store checks before it appends.
     """
 
     entries: dict[str, list[WindowEntry]] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class BatchWindows:
     fresh: list[bool] = field(default_factory=list)
     appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
     duplicates: int = 0
+    newest: dict[str, str | None] = field(default_factory=dict)
 
     def upto(self, key: str, index: int, steps: int) -> list[WindowEntry]:
         """The last ``steps`` entries of ``key`` up to and including sample ``index``'s."""
@@ -94,7 +97,7 @@ class BatchWindows:
 
     def only(self, index: int) -> BatchWindows:
         """A view for sample ``index`` alone (a processor re-run on one sample)."""
-        return BatchWindows(self.entries, [self.positions[index]], [self.fresh[index]], {}, 0)
+        return BatchWindows(self.entries, [self.positions[index]], [self.fresh[index]])
 
     def annotate(self, predicted: Mapping[str, float]) -> None:
         """Keep a model's prediction with each new entry it was made at (not yet holding one)."""
@@ -103,21 +106,26 @@ class BatchWindows:
         for key, new in self.appends.items():
             if any(e.event_id in predicted and e.predicted is None for e in new):
                 self.appends[key] = [
-                    WindowEntry(e.event_id, e.ts, e.values, e.names, predicted[e.event_id])
+                    replace(e, predicted=predicted[e.event_id])
                     if e.event_id in predicted and e.predicted is None
                     else e
                     for e in new
                 ]
 
 
-def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]]) -> BatchWindows:
+def advance(
+    samples: Sequence[Keyed],
+    loaded: Mapping[str, Sequence[WindowEntry]],
+    positions: Sequence[tuple[int, int] | None] | None = None,
+) -> BatchWindows:
     """Append each sample to its key's window unless it was appended before.
 
-    A sample was appended before when its event id is in the loaded window, or when a
-    later sample of the same key in this batch is the window's newest entry: the broker
-    redelivers a partition from its last committed offset, so everything of that key
-    up to the newest entry was appended, even what the window (or the part of it
-    loaded) no longer holds.
+    A sample was appended before when its event id is in the loaded window, or when its
+    message sits at or before the position of the window's newest entry (``positions``:
+    each sample's message, ``(partition, offset)``): the broker redelivers a partition
+    from its last committed offset, in order, so such a sample was stored even where
+    the window, or the part of it loaded, no longer holds it. Without positions, a
+    later sample of the same key being the newest entry says the same.
 
     Examples:
         >>> from streams.records import LinkSample
@@ -130,11 +138,15 @@ def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]
         ['e1', 'e2']
         >>> advance(s, {"l1": [WindowEntry("e1", 2.0, (5.0,))]}).fresh  # e0 fell out
         [False, False, True]
+        >>> stored = {"l1": [WindowEntry("e9", 9.0, (5.0,), position=(0, 9))]}
+        >>> advance(s, stored, [(0, 4), (0, 9), (0, 10)]).fresh  # offsets 4 and 9 were stored
+        [False, False, True]
     """
-    newest = {key: window[-1].event_id for key, window in loaded.items() if window}
+    newest = {key: window[-1] for key, window in loaded.items() if window}
     replayed_upto: dict[str, int] = {}
     for i, sample in enumerate(samples):
-        if newest.get(sample.key) == sample.event_id:
+        last = newest.get(sample.key)
+        if last is not None and last.event_id == sample.event_id:
             replayed_upto[sample.key] = i
     view = BatchWindows()
     ids: dict[str, dict[str, int]] = {}
@@ -144,13 +156,18 @@ def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]
         if entries is None:
             entries = view.entries[key] = list(loaded.get(key, ()))
             ids[key] = {e.event_id: i for i, e in enumerate(entries)}
+            last = newest.get(key)
+            view.newest[key] = None if last is None else last.event_id
         known = ids[key]
+        position = None if positions is None else positions[i]
         pos = known.get(sample.event_id)
-        if pos is None and i < replayed_upto.get(key, -1):
+        if pos is None and (
+            i < replayed_upto.get(key, -1) or _stored_before(position, newest.get(key))
+        ):
             pos = -1
         fresh = pos is None
         if pos is None:
-            entry = sample.entry()
+            entry = sample.entry(position)
             pos = known[entry.event_id] = len(entries)
             entries.append(entry)
             view.appends.setdefault(key, []).append(entry)
@@ -159,6 +176,13 @@ def advance(samples: Sequence[Keyed], loaded: Mapping[str, Sequence[WindowEntry]
         view.positions.append(pos)
         view.fresh.append(fresh)
     return view
+
+
+def _stored_before(position: tuple[int, int] | None, newest: WindowEntry | None) -> bool:
+    """Whether a message at ``position`` came before (or is) the window's newest entry's."""
+    if position is None or newest is None or newest.position is None:
+        return False
+    return position[0] == newest.position[0] and position[1] <= newest.position[1]
 
 
 def median_steps(times: np.ndarray, default: float = 1.0) -> np.ndarray:

@@ -22,55 +22,16 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from aiokafka import AIOKafkaProducer
 
 from agents.settings import Settings
 from novacron.demo import start_worker, wait_healthy
-from novacron.stack_services import REDIS_SERVER
 
-from .conftest import collect, free_port, isolated_env, settings_for
+from .conftest import RedisServer, collect, free_port, isolated_env, settings_for
 
 pytestmark = pytest.mark.integration
 
 LINKS = 10
-
-
-class RedisServer:
-    """A redis-server of the test's own, persisting to its folder across restarts."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(  # noqa: S603 - Debian's redis-server
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
-             str(self.folder), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--logfile", str(self.folder / "redis.log")],
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()  # SIGTERM: redis-server fsyncs its append-only file and exits
-            self.proc.wait(timeout=20)
-            self.proc = None
 
 
 @pytest.fixture

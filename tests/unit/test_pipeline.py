@@ -100,3 +100,37 @@ def test_a_huge_malformed_message_gives_a_dead_letter_that_fits() -> None:
     assert base64.b64decode(value["original_bytes_b64"]) == raw[:65_536]
     assert value["source"]["partition"] == 3 and value["source"]["offset"] == 77
     assert outcome.counts["predictions"] == 3  # the good ones go on (the first warms up)
+
+
+def test_redelivered_batch_messages_older_than_the_loaded_window_are_recognised() -> None:
+    # Three 100-sample messages were delivered and stored; the broker redelivers from the
+    # first (its offset was not committed). The window loaded holds the last 2 samples only.
+    store = InMemoryWindowStore(60)
+    pipeline = build_pipeline(PARTS, store, lambda: 1.8e9)
+
+    def message(offset: int) -> RawMessage:
+        samples = [
+            {"event_id": f"m{offset}-{i}", "link_id": "l1", "ts": 1.7e9 + 100 * offset + i,
+             "mode": "internet", "bandwidth_mbps": 100.0 + i % 7}
+            for i in range(100)
+        ]  # fmt: skip
+        return RawMessage(
+            orjson.dumps({"samples": samples}), SourceRef("telemetry.link.v1", 0, offset)
+        )
+
+    async def scenario() -> tuple[int, int, int, list[str]]:
+        for offset in range(3):
+            await pipeline.handle_link([message(offset)])
+        again = await pipeline.handle_link([message(0), message(1), message(3)])
+        window = await store.load("link", ["l1"])
+        return (
+            len(again.outputs),
+            again.duplicates,
+            again.counts["predictions"],
+            [e.event_id for e in window["l1"]],
+        )
+
+    outputs, duplicates, predictions, window = asyncio.run(scenario())
+    assert duplicates == 200
+    assert predictions == outputs == 100  # only the new message is served
+    assert window == [f"m3-{i}" for i in range(40, 100)]

@@ -1,0 +1,79 @@
+"""The Redis window store on the real server: atomic, conditional, batch-sized appends."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from agents.settings import Settings
+from streams.errors import StoreConflict, StoreUnavailable
+from streams.records import WindowEntry
+from streams.store import RedisWindowStore
+
+pytestmark = pytest.mark.integration
+
+
+def entries(prefix: str, n: int, start: int = 0) -> list[WindowEntry]:
+    return [
+        WindowEntry(f"{prefix}{i}", 1.7e9 + i, (float(i), 1.0)) for i in range(start, start + n)
+    ]
+
+
+def store(url: str, capacity: int = 60) -> RedisWindowStore:
+    return RedisWindowStore(
+        aioredis.from_url(url), capacity=capacity, prefix=f"novacron-test:{uuid.uuid4().hex}",
+        unavailable=(redis.exceptions.RedisError, OSError),
+    )  # fmt: skip
+
+
+def test_append_checks_the_newest_entry_and_writes_all_or_nothing() -> None:
+    async def scenario() -> None:
+        s = store(Settings().redis_dsn)
+        try:
+            await s.append(
+                "link", {"a": entries("e", 3), "b": entries("f", 2)}, {"a": None, "b": None}
+            )
+            # Another worker appended to "b": a batch that loaded "b" empty must not append.
+            with pytest.raises(StoreConflict, match="'b'"):
+                await s.append("link", {"a": entries("e", 2, 3), "b": entries("f", 1, 2)},
+                               {"a": "e2", "b": None})  # fmt: skip
+            loaded = await s.load("link", ["a", "b"])
+            assert [e.event_id for e in loaded["a"]] == ["e0", "e1", "e2"]  # nothing of it
+            assert [e.event_id for e in loaded["b"]] == ["f0", "f1"]
+            await s.append("link", {"a": entries("e", 2, 3)}, {"a": "e2"})
+            assert [e.event_id for e in (await s.load("link", ["a"]))["a"]][-1] == "e4"
+        finally:
+            await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_of_5000_entries_for_one_key_is_appended_and_capped() -> None:
+    async def scenario() -> None:
+        s = store(Settings().redis_dsn, capacity=60)
+        try:
+            await s.append("link", {"a": entries("e", 5000)}, {"a": None})
+            window = (await s.load("link", ["a"]))["a"]
+            assert [e.event_id for e in window] == [f"e{i}" for i in range(4940, 5000)]
+        finally:
+            await s.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_redis_is_store_unavailable() -> None:
+    async def scenario() -> None:
+        s = store("redis://127.0.0.1:1/0")
+        try:
+            with pytest.raises(StoreUnavailable, match="loading 1 link windows"):
+                await s.load("link", ["a"])
+            with pytest.raises(StoreUnavailable, match="appending to 1 link windows"):
+                await s.append("link", {"a": entries("e", 1)})
+        finally:
+            await s.close()
+
+    asyncio.run(scenario())
