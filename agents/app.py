@@ -27,6 +27,7 @@ from streams.records import SourceRef, WindowEntry
 from streams.store import RedisWindowStore, WindowStore
 from streams.topics import INPUT_ROLES
 
+from .connections import kafka_options, redis_options
 from .delivery import BatchDelivery, Send
 from .metrics import WorkerMetrics
 from .settings import Settings
@@ -81,11 +82,10 @@ class WorkerContext:
         async with self._lock:
             if self._pipeline is None:
                 s = self.settings
-                password = s.redis_password.get_secret_value() if s.redis_password else None
                 # Timeouts, so that a Redis that stops answering fails the batch (which is
                 # retried) instead of hanging it.
                 self._redis = aioredis.from_url(
-                    s.redis_dsn, password=password, socket_timeout=5.0, socket_connect_timeout=2.0
+                    s.redis_dsn, socket_timeout=5.0, socket_connect_timeout=2.0, **redis_options(s)
                 )
                 store = RedisWindowStore(
                     self._redis,
@@ -121,7 +121,10 @@ class WorkerContext:
             checks["redis"] = f"unreachable at {self.settings.redis_dsn}: {exc!r}"
         try:
             if self._kafka is None:
-                self._kafka = AIOKafkaClient(bootstrap_servers=self.settings.bootstrap_servers)
+                self._kafka = AIOKafkaClient(
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    **kafka_options(self.settings),
+                )
                 await asyncio.wait_for(self._kafka.bootstrap(), timeout=5.0)
             metadata = await asyncio.wait_for(self._kafka.fetch_all_metadata(), timeout=3.0)
             checks["kafka"] = "ok" if metadata.brokers() else "no brokers in metadata"
@@ -175,6 +178,7 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         consumer_group_instance_id=settings.group_instance_id,
+        broker_credentials=_credentials(settings),
         consumer_auto_offset_reset="earliest",
         store="memory://",
     )
@@ -238,6 +242,19 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
                 await (await send(encode_output(event, topics, now)))
 
     return app, ctx
+
+
+def _credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """Faust's form of :func:`agents.connections.kafka_options`."""
+    options = kafka_options(settings)
+    if not options:
+        return None
+    return faust.SASLCredentials(
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        ssl_context=options["ssl_context"],
+        mechanism=options["sasl_mechanism"],
+    )
 
 
 async def _finish(delivery: Awaitable[BatchOutcome], timeout_s: float, topic: str) -> BatchOutcome:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,27 @@ class Settings(BaseSettings):
         None, description="URL of an existing Redis; defaults to the local stack's server."
     )
     redis_password: SecretStr | None = Field(None, description="Redis password, if any.")
+    redis_username: str | None = Field(None, description="Redis ACL user (with the password).")
+    redis_tls: bool = Field(False, description="Connect to Redis over TLS (rediss://).")
+    redis_ca_file: Path | None = Field(
+        None, description="CA certificate(s) that Redis's TLS certificate is checked against."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, or SASL_SSL for a cluster with TLS and SASL."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = Field(None, description="SASL user (SASL_SSL).")
+    kafka_password: SecretStr | None = Field(None, description="SASL password (SASL_SSL).")
+    kafka_ca_file: Path | None = Field(
+        None,
+        description="CA certificate(s) the brokers' TLS certificates are checked against "
+        "(default: the system's).",
+    )
+    stack_secure: bool = Field(
+        False,
+        description="`novacron stack up` starts Kafka with SASL_SSL (SCRAM-SHA-512) and Redis "
+        "with TLS and an ACL user; see `novacron stack up --secure`.",
+    )
     app_id: str = Field("novacron", description="Faust app id, also the consumer group.")
     topics: Topics = Field(
         default_factory=Topics,
@@ -129,4 +151,5 @@ class Settings(BaseSettings):
     @property
     def redis_dsn(self) -> str:
         """The Redis URL the worker and clients connect to."""
-        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
+        scheme = "rediss" if self.redis_tls else "redis"
+        return self.redis_url or f"{scheme}://{self.redis_host}:{self.redis_port}/0"

@@ -7,7 +7,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from agents.settings import Settings
+from .connections import kafka_options
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,9 @@ async def ensure_topics(settings: Settings, replication_factor: int = 1) -> list
 
     Existing topics are left as they are (their partition count is the operator's).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **kafka_options(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -50,11 +50,22 @@ def _main(ctx: typer.Context) -> None:
 def stack_up(
     ctx: typer.Context,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 90.0,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            help="Kafka with SASL_SSL (SCRAM-SHA-512) and Redis with TLS and an ACL user; "
+            "client settings go to <state_dir>/secure/credentials.env. Give it a state dir "
+            "and ports of its own (NOVACRON_STATE_DIR, NOVACRON_KAFKA_PORT, ...)."
+        ),
+    ] = False,
 ) -> None:
     """Start (or reuse) the local Kafka broker and Redis server; wait until ready."""
     from . import stack
 
-    status = stack.stack_up(_settings(ctx), timeout_s=timeout, progress=out.print)
+    settings = _settings(ctx)
+    if secure:
+        settings = settings.model_copy(update={"stack_secure": True})
+    status = stack.stack_up(settings, timeout_s=timeout, progress=out.print)
     out.print(stack.render(status))
 
 

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
+from agents.connections import kafka_options
 from agents.settings import Settings
 from agents.topics import ensure_topics
 
@@ -106,6 +107,7 @@ async def _watch(
         t.workload,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="latest",
+        **kafka_options(settings),
     )
     await consumer.start()
     last_shown: dict[str, float] = {}

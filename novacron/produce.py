@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from agents.connections import kafka_options
 from agents.settings import Settings
 from streams.errors import StackError
 
@@ -110,6 +111,7 @@ async def produce(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id="novacron-produce",
+        **kafka_options(settings),
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,

@@ -38,6 +38,7 @@ from .stack_services import (
     service_ready,
     tcp_open,
 )
+from .stack_tls import SecureMaterial, client_settings, ensure_material
 
 State = Literal["running", "stopped", "foreign"]
 
@@ -93,7 +94,16 @@ def _component(settings: Settings, name: str) -> ComponentStatus:
 
 def stack_status(settings: Settings) -> StackStatus:
     """Report each component's state, pid, health and log, changing nothing but stale pid files."""
+    settings, _ = _secured(settings)
     return StackStatus([_component(settings, n) for n in ("kafka", "redis")])
+
+
+def _secured(settings: Settings) -> tuple[Settings, SecureMaterial | None]:
+    """In the secure mode, the settings of a client of the stack and its material."""
+    if not settings.stack_secure:
+        return settings, None
+    material = ensure_material(settings, stack_paths(settings))
+    return client_settings(settings, material), material
 
 
 def _wait_ready(
@@ -128,6 +138,7 @@ def stack_up(
     """
     say = progress or (lambda _line: None)
     paths = stack_paths(settings)
+    settings, secure = _secured(settings)
     actions: list[str] = []
     started: list[tuple[str, int]] = []
     for name in ("kafka", "redis"):
@@ -148,14 +159,16 @@ def stack_up(
             why = f"{comp.address} is taken by a process that does not answer as {name}"
             raise failure(paths, name, f"{why} ({comp.note})")
         if name == "kafka":
-            cmd = prepare_kafka(settings, paths, say)
+            cmd = prepare_kafka(settings, paths, say, secure)
         else:
-            cmd = redis_cmd(settings, paths)
+            cmd = redis_cmd(settings, paths, secure)
         say(f"Starting {name} on {comp.address} (log: {comp.log_path})...")
         started.append((name, spawn(paths, name, cmd)))
         actions.append(f"{name}: started at {comp.address}")
     for name, pid in started:
         _wait_ready(settings, paths, name, pid, timeout_s)
+    if secure is not None:
+        actions.append(f"secure mode: client settings in {secure.env_file}")
     return StackStatus(stack_status(settings).components, actions)
 
 

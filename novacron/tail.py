@@ -13,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from agents.connections import kafka_options
 from agents.settings import Settings
 from streams.errors import StackError
 from streams.topics import Topics, roles
@@ -114,6 +115,7 @@ async def tail(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
         client_id="novacron-tail",
+        **kafka_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",

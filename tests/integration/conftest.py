@@ -20,6 +20,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from agents.connections import kafka_options
 from agents.settings import Settings
 from novacron.demo import start_worker, wait_healthy
 from novacron.stack_services import REDIS_SERVER
@@ -135,7 +136,10 @@ def worker(
 
 async def send(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
+        bootstrap_servers=settings.bootstrap_servers,
+        linger_ms=5,
+        acks="all",
+        **kafka_options(settings),
     )
     await producer.start()
     try:
@@ -156,7 +160,10 @@ async def collect(
 ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Read topics from the start until ``until(records)`` holds, then ``settle_s`` more."""
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        **kafka_options(settings),
     )
     await consumer.start()
     records: dict[str, list[tuple[str, dict[str, Any]]]] = {t: [] for t in topics}

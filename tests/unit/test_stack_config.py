@@ -61,3 +61,32 @@ def test_no_key_is_written_twice(tmp_path: Path) -> None:
     text = kafka_server_properties(Settings(state_dir=tmp_path))
     keys = [line.split("=", 1)[0] for line in text.splitlines() if not line.startswith("#")]
     assert len(keys) == len(set(keys))
+
+
+def test_secure_mode_has_only_tls_listeners_and_scram_users(tmp_path: Path) -> None:
+    from novacron.stack_processes import stack_paths
+    from novacron.stack_services import redis_cmd
+    from novacron.stack_tls import ensure_material, kafka_scram_users
+
+    settings = Settings(state_dir=tmp_path, kafka_port=19092, redis_port=16380)
+    material = ensure_material(settings, stack_paths(settings))
+    text = kafka_server_properties(settings, material)
+    props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:19092,CONTROLLER://127.0.0.1:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://127.0.0.1:19092"
+    assert "PLAINTEXT://" not in props["listeners"]
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert material.admin_password in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    users = kafka_scram_users(material)
+    assert f"SCRAM-SHA-512=[name=novacron,password={material.client_password}]" in users
+    cmd = redis_cmd(settings, stack_paths(settings), material)
+    # The plain port is switched off (the last --port wins) and the default user too.
+    assert cmd[len(cmd) - 1 - cmd[::-1].index("--port") + 1] == "0"
+    assert cmd[cmd.index("--tls-port") + 1] == "16380"
+    assert ["--user", "default", "off"] == cmd[cmd.index("default") - 1 : cmd.index("default") + 2]
+    # Made once: a second call reuses the CA, certificate and passwords.
+    again = ensure_material(settings, stack_paths(settings))
+    assert again.client_password == material.client_password
+    assert again.ca.read_bytes() == material.ca.read_bytes()
+    env = (tmp_path / "secure" / "credentials.env").read_text()
+    assert "NOVACRON_KAFKA_SECURITY_PROTOCOL=SASL_SSL" in env
