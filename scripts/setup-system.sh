@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System packages the local stack needs: Java 17+ and Maven (Kafka), redis-server (Redis).
+# System packages the local stack needs: Java 17+ and Maven (Kafka), redis-server (Redis),
+# openssl (the secure stack's certificates).
 # Idempotent: when everything is present it only checks and prints, in well under a second.
 set -euo pipefail
 
@@ -39,3 +40,9 @@ if [ ! -x /usr/bin/redis-server ]; then
     # reports it as 'foreign' and reuses it; nothing here stops it.
 fi
 say "$(/usr/bin/redis-server --version | cut -d' ' -f1-3) ok"
+
+# openssl: the secure local stack (`novacron stack up --secure`) makes its CA with it.
+if ! command -v openssl >/dev/null; then
+    apt_install openssl
+fi
+say "$(openssl version | cut -d' ' -f1-2) ok"
