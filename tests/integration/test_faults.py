@@ -304,3 +304,38 @@ def test_rolling_restart_of_two_workers_loses_nothing(tmp_path: Path) -> None:
     finally:
         for proc in procs.values():
             stop(proc)
+
+
+def test_a_dead_worker_s_partitions_move_to_the_other_within_15_s(tmp_path: Path) -> None:
+    """kill -9 with no restart: the group's other worker takes the partitions over."""
+    env_a = isolated_env("handover")
+    env_b = env_a | {"NOVACRON_WEB_PORT": str(free_port())}
+    settings, proc_a = start(env_a, tmp_path / "a.log")
+    _, proc_b = start(env_b, tmp_path / "b.log")
+    topic = settings.topics.predictions
+    try:
+
+        async def scenario() -> tuple[list[str], float]:
+            streaming = asyncio.create_task(stream_links(settings, rounds=250, per_second=10))
+            await asyncio.sleep(8)
+            os.kill(proc_a.pid, signal.SIGKILL)
+            killed = time.time()
+            return await streaming, killed
+
+        sent, killed = asyncio.run(scenario())
+        out = asyncio.run(
+            collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
+                    timeout_s=90, settle_s=5)
+        )  # fmt: skip
+        values = [v for _, v in out[topic]]
+        assert_every_event_predicted(sent, values)
+        # Every link is served again soon after the kill, whichever worker had it.
+        resumed = []
+        for n in range(LINKS):
+            after = [v["produced_at"] for v in values
+                     if v["link_id"] == f"link-{n}" and v["produced_at"] > killed]  # fmt: skip
+            resumed.append(min(after) - killed)
+        assert max(resumed) < 15.0, sorted(resumed)
+    finally:
+        stop(proc_a)
+        stop(proc_b)
