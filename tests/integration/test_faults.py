@@ -122,6 +122,26 @@ def assert_every_event_predicted(sent: list[str], predictions: list[dict[str, An
         )
 
 
+def predictions_of(settings: Settings, sent: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every prediction record, read until all of ``sent`` past warm-up can be there."""
+    topic = settings.topics.predictions
+    out = asyncio.run(
+        collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
+                timeout_s=90, settle_s=5)
+    )  # fmt: skip
+    return out[topic]
+
+
+def two_workers(
+    tag: str, tmp_path: Path
+) -> tuple[Settings, list[dict[str, str]], list[subprocess.Popen[bytes]]]:
+    """Two workers of one group (their own web ports and static ids)."""
+    env_a = isolated_env(tag)
+    envs = [env_a, env_a | {"NOVACRON_WEB_PORT": str(free_port())}]
+    started = [start(env, tmp_path / f"{n}.log") for n, env in enumerate(envs)]
+    return started[0][0], envs, [proc for _, proc in started]
+
+
 def start(env: dict[str, str], log: Path) -> tuple[Settings, subprocess.Popen[bytes]]:
     settings = settings_for(env)
     proc = start_worker(settings, log, env)
@@ -159,12 +179,7 @@ def test_redis_stopped_for_10_s_mid_stream_loses_nothing(
             return await streaming, health
 
         sent, health = asyncio.run(scenario())
-        topic = settings.topics.predictions
-        out = asyncio.run(
-            collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
-                    timeout_s=90, settle_s=5)
-        )  # fmt: skip
-        assert_every_event_predicted(sent, [v for _, v in out[topic]])
+        assert_every_event_predicted(sent, [v for _, v in predictions_of(settings, sent)])
         # While Redis was down the worker said so, and waited instead of moving on.
         down = [body for status, body in health if status == 503]
         assert down, health
@@ -181,7 +196,6 @@ def test_worker_killed_with_kill_9_mid_stream_resumes_within_15_s(tmp_path: Path
     env = isolated_env("kill-9")
     log = tmp_path / "worker.log"
     settings, proc = start(env, log)
-    topic = settings.topics.predictions
     try:
 
         async def scenario() -> tuple[list[str], float]:
@@ -204,11 +218,7 @@ def test_worker_killed_with_kill_9_mid_stream_resumes_within_15_s(tmp_path: Path
         sent, _ = asyncio.run(with_restart())
         new_proc = restarted["proc"]
         try:
-            out = asyncio.run(
-                collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
-                        timeout_s=90, settle_s=5)
-            )  # fmt: skip
-            values = [v for _, v in out[topic]]
+            values = [v for _, v in predictions_of(settings, sent)]
             assert_every_event_predicted(sent, values)
             after = sorted(v["produced_at"] for v in values if v["produced_at"] > restarted["at"])
             assert after, "no output after the restart"
@@ -270,49 +280,36 @@ def test_a_900_kb_poison_message_gives_one_dead_letter_that_fits(tmp_path: Path)
 
 def test_rolling_restart_of_two_workers_loses_nothing(tmp_path: Path) -> None:
     """SIGTERM finishes the batch in flight and exits in bounded time; the group goes on."""
-    env_a = isolated_env("rolling")
-    env_b = env_a | {"NOVACRON_WEB_PORT": str(free_port())}
-    settings, proc_a = start(env_a, tmp_path / "a.log")
-    _, proc_b = start(env_b, tmp_path / "b.log")
-    procs = {"a": proc_a, "b": proc_b}
+    settings, envs, procs = two_workers("rolling", tmp_path)
     exits: list[float] = []
     try:
 
         async def scenario() -> list[str]:
             streaming = asyncio.create_task(stream_links(settings, rounds=300, per_second=10))
-            for name, env in (("a", env_a), ("b", env_b)):
+            for n, env in enumerate(envs):
                 await asyncio.sleep(7)
                 began = time.monotonic()
-                procs[name].send_signal(signal.SIGTERM)
-                code = await asyncio.to_thread(procs[name].wait, 60)
+                procs[n].send_signal(signal.SIGTERM)
+                code = await asyncio.to_thread(procs[n].wait, 60)
                 exits.append(time.monotonic() - began)
-                assert code == 0, f"worker {name} exited with {code}"
-                procs[name] = start_worker(settings_for(env), tmp_path / f"{name}.log", env)
+                assert code == 0, f"worker {n} exited with {code}"
+                procs[n] = start_worker(settings_for(env), tmp_path / f"{n}.log", env)
             return await streaming
 
         sent = asyncio.run(scenario())
-        topic = settings.topics.predictions
-        out = asyncio.run(
-            collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
-                    timeout_s=90, settle_s=5)
-        )  # fmt: skip
-        values = [v for _, v in out[topic]]
+        values = [v for _, v in predictions_of(settings, sent)]
         assert_every_event_predicted(sent, values)
         duplicates = len(values) - len({v["prediction_id"] for v in values})
         assert duplicates <= 2 * settings.batch_max, duplicates
         assert max(exits) < settings.shutdown_timeout_s + 10, exits
     finally:
-        for proc in procs.values():
+        for proc in procs:
             stop(proc)
 
 
 def test_a_dead_worker_s_partitions_move_to_the_other_within_15_s(tmp_path: Path) -> None:
     """kill -9 with no restart: the group's other worker takes the partitions over."""
-    env_a = isolated_env("handover")
-    env_b = env_a | {"NOVACRON_WEB_PORT": str(free_port())}
-    settings, proc_a = start(env_a, tmp_path / "a.log")
-    _, proc_b = start(env_b, tmp_path / "b.log")
-    topic = settings.topics.predictions
+    settings, _, (proc_a, proc_b) = two_workers("handover", tmp_path)
     try:
 
         async def scenario() -> tuple[list[str], float]:
@@ -323,11 +320,7 @@ def test_a_dead_worker_s_partitions_move_to_the_other_within_15_s(tmp_path: Path
             return await streaming, killed
 
         sent, killed = asyncio.run(scenario())
-        out = asyncio.run(
-            collect(settings, [topic], until=lambda r: len(r[topic]) >= len(sent) - 40 * LINKS,
-                    timeout_s=90, settle_s=5)
-        )  # fmt: skip
-        values = [v for _, v in out[topic]]
+        values = [v for _, v in predictions_of(settings, sent)]
         assert_every_event_predicted(sent, values)
         # Every link is served again soon after the kill, whichever worker had it.
         resumed = []
