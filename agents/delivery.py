@@ -91,6 +91,11 @@ class BatchDelivery:
                 component, error = "redis", str(exc)
             except KafkaError as exc:
                 component, error = "kafka", repr(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: block, never ack unprocessed
+                # Leaving the batch would let Faust commit it unprocessed: wait instead,
+                # visibly (/healthz, metrics, the log), for a fix or an operator.
+                log.exception("%s batch failed unexpectedly; it is retried", topic)
+                component, error = "processing", repr(exc)
             else:
                 self._unblock(role, topic)
                 return outcome

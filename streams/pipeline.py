@@ -136,8 +136,20 @@ class TelemetryPipeline:
             if scores is not None:
                 outcome.scores = [encode_output(s, self.topics, now) for s in scores]
         records.extend(outcome.dead_letters)
-        outcome.outputs = [encode_output(r, self.topics, now) for r in records]
+        outcome.outputs = [self._encode(r, role, now) for r in records]
         return outcome
+
+    def _encode(self, record: OutputRecord, role: str, now: float) -> EncodedRecord:
+        """The record encoded, or, if it cannot be (a NaN a processor let through), a
+        ``processing_error`` dead letter carrying what it could show of it."""
+        try:
+            return encode_output(record, self.topics, now)
+        except (ValueError, TypeError) as exc:
+            last = traceback.format_exception_only(exc)[-1].strip()
+            reason = f"a {type(record).__name__} record could not be encoded: {last}"
+            source = SourceRef(self.topics.name(role), key=record.key)
+            dead = DeadLetter(PROCESSING_ERROR, reason, source, repr(record).encode("utf-8"))
+            return encode_output(dead, self.topics, now)
 
     async def persist(self, role: str, outcome: BatchOutcome) -> None:
         """Store the batch's new window entries (after its outputs were delivered).

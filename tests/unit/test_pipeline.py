@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -134,3 +135,30 @@ def test_redelivered_batch_messages_older_than_the_loaded_window_are_recognised(
     assert duplicates == 200
     assert predictions == outputs == 100  # only the new message is served
     assert window == [f"m3-{i}" for i in range(40, 100)]
+
+
+class NotANumber(BandwidthProcessor):
+    """A processor with a bug that lets a NaN into one record."""
+
+    name = "nan"
+
+    def process(
+        self, samples: Sequence[LinkSample], windows: BatchWindows, scores: Sequence[Score] | None
+    ) -> ProcessorResult:
+        result = super().process(samples, windows, scores)
+        records = list(result.records)
+        if records:
+            records[0] = dataclasses.replace(records[0], confidence=float("nan"))  # type: ignore[type-var]
+        result.records = records
+        return result
+
+
+def test_a_record_that_cannot_be_encoded_becomes_a_dead_letter() -> None:
+    registry: Any = {"link": (lambda parts: NotANumber(parts.predictors),), "host": ()}
+    pipeline = build_pipeline(PARTS, InMemoryWindowStore(), lambda: 1.8e9, registry=registry)
+    outcome = asyncio.run(pipeline.handle_link(link_messages(5)))
+    values = [orjson.loads(r.value) for r in outcome.outputs]
+    dead = [v for v in values if "error_kind" in v]
+    assert len(dead) == 1 and dead[0]["error_kind"] == "processing_error"
+    assert dead[0]["reason"].startswith("a BandwidthPrediction record could not be encoded")
+    assert len([v for v in values if "prediction_id" in v]) == 3  # the others go on
