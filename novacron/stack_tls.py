@@ -91,7 +91,8 @@ def ensure_material(settings: Settings, paths: StackPaths) -> SecureMaterial:
         values["admin"],
         values["client"],
     )
-    _write_env(settings, material)
+    if not material.env_file.exists():
+        _write_env(material)
     return material
 
 
@@ -112,7 +113,7 @@ def _make_certificates(settings: Settings, m: SecureMaterial) -> None:
         private.chmod(0o600)
 
 
-def _write_env(settings: Settings, m: SecureMaterial) -> None:
+def _write_env(m: SecureMaterial) -> None:
     lines = {
         "NOVACRON_STACK_SECURE": "true",
         "NOVACRON_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -204,9 +205,3 @@ def check_mode(paths: StackPaths, secure: bool) -> None:
             "for the other mode, or `novacron stack down --purge` first."
         )
         raise StackError(msg)
-
-
-def environment(m: SecureMaterial) -> dict[str, str]:
-    """The client settings of ``credentials.env`` as a mapping."""
-    pairs = (line.split("=", 1) for line in m.env_file.read_text().splitlines() if "=" in line)
-    return dict(pairs)

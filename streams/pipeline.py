@@ -169,10 +169,6 @@ class TelemetryPipeline:
         """Process a batch of ``telemetry.link.v1`` messages."""
         return await self.handle("link", messages)
 
-    async def handle_host(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process a batch of ``telemetry.host.v1`` messages."""
-        return await self.handle("host", messages)
-
 
 def _run(
     processor: Processor,

@@ -126,9 +126,15 @@ def worker(
     except RuntimeError as exc:
         pytest.fail(f"{exc}; is the stack up (`make stack-up`)?\n{log.read_text()[-3000:]}")
     finally:
+        stop_worker(proc)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if the worker has not exited 40 s later."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

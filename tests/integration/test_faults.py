@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from agents.settings import Settings
 from novacron.demo import start_worker, wait_healthy
 
-from .conftest import RedisServer, collect, free_port, isolated_env, settings_for
+from .conftest import RedisServer, collect, free_port, isolated_env, settings_for, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -149,16 +149,6 @@ def start(env: dict[str, str], log: Path) -> tuple[Settings, subprocess.Popen[by
     return settings, proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_redis_stopped_for_10_s_mid_stream_loses_nothing(
     own_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -189,7 +179,7 @@ def test_redis_stopped_for_10_s_mid_stream_loses_nothing(
         assert proc.poll() is None, "the worker died"
         assert healthz(settings)[0] == 200
     finally:
-        stop(proc)
+        stop_worker(proc)
 
 
 def test_worker_killed_with_kill_9_mid_stream_resumes_within_15_s(tmp_path: Path) -> None:
@@ -225,9 +215,9 @@ def test_worker_killed_with_kill_9_mid_stream_resumes_within_15_s(tmp_path: Path
             resumed = after[0] - restarted["at"]
             assert resumed < 15.0, f"first output {resumed:.1f} s after the restart"
         finally:
-            stop(new_proc)
+            stop_worker(new_proc)
     finally:
-        stop(proc)
+        stop_worker(proc)
 
 
 def test_a_900_kb_poison_message_gives_one_dead_letter_that_fits(tmp_path: Path) -> None:
@@ -275,7 +265,7 @@ def test_a_900_kb_poison_message_gives_one_dead_letter_that_fits(tmp_path: Path)
         )
         assert proc.poll() is None
     finally:
-        stop(proc)
+        stop_worker(proc)
 
 
 def test_rolling_restart_of_two_workers_loses_nothing(tmp_path: Path) -> None:
@@ -304,7 +294,7 @@ def test_rolling_restart_of_two_workers_loses_nothing(tmp_path: Path) -> None:
         assert max(exits) < settings.shutdown_timeout_s + 10, exits
     finally:
         for proc in procs:
-            stop(proc)
+            stop_worker(proc)
 
 
 def test_a_dead_worker_s_partitions_move_to_the_other_within_15_s(tmp_path: Path) -> None:
@@ -330,5 +320,5 @@ def test_a_dead_worker_s_partitions_move_to_the_other_within_15_s(tmp_path: Path
             resumed.append(min(after) - killed)
         assert max(resumed) < 15.0, sorted(resumed)
     finally:
-        stop(proc_a)
-        stop(proc_b)
+        stop_worker(proc_a)
+        stop_worker(proc_b)

@@ -23,7 +23,7 @@ from agents.connections import redis_options
 from agents.settings import Settings
 from novacron.demo import start_worker, wait_healthy
 
-from .conftest import collect, free_port, isolated_env, send, settings_for
+from .conftest import collect, free_port, isolated_env, send, settings_for, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -117,9 +117,4 @@ def test_worker_round_trip_over_sasl_ssl_and_redis_tls(
         finally:
             client.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_worker(proc)
