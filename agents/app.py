@@ -52,14 +52,21 @@ class TimedWindowStore:
         with self.metrics.redis_seconds.labels("load").time():
             return await self.inner.load(namespace, keys, last)
 
+    async def load_state(
+        self, namespace: str, keys: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, dict[str, bytes]]:
+        with self.metrics.redis_seconds.labels("load_state").time():
+            return await self.inner.load_state(namespace, keys, fields)
+
     async def append(
         self,
         namespace: str,
         entries: Mapping[str, Sequence[WindowEntry]],
         expect_newest: Mapping[str, str | None] | None = None,
+        states: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
         with self.metrics.redis_seconds.labels("append").time():
-            await self.inner.append(namespace, entries, expect_newest)
+            await self.inner.append(namespace, entries, expect_newest, states)
 
     async def close(self) -> None:
         await self.inner.close()

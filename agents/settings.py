@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.alerts import AlertPolicy
+from streams.errors import ConfigError
 from streams.topics import Topics
 
 
@@ -127,6 +129,41 @@ class Settings(BaseSettings):
         "poorly.",
     )
 
+    anomaly: bool = Field(
+        True, description="Score host and link telemetry for anomalies and publish alerts."
+    )
+    alert_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Anomaly score at or above which a sample is evidence for an alert "
+        "(the likelihood scale; `novacron eval anomalies` reports the NAB-optimal value).",
+    )
+    alert_evidence_k: int = Field(
+        1, ge=1, description="Evidence samples among the last alert_evidence_n that open an alert."
+    )
+    alert_evidence_n: int = Field(1, ge=1, description="Samples the evidence is counted over.")
+    alert_resolve_after: int = Field(
+        12, ge=1, description="Consecutive normal samples that resolve an open alert."
+    )
+    alert_cooldown: int = Field(
+        60, ge=0, description="Samples after a resolve before the same key and type opens again."
+    )
+    alert_update_every: int = Field(
+        60, ge=1, description="An open alert is re-sent (same id) at least this often."
+    )
+    alert_new_normal_after: int = Field(
+        288,
+        ge=0,
+        description="Samples an alert may last before its level is taken as the new normal "
+        "(resolved, the key's model re-baselined); 0 never.",
+    )
+    alert_floors: dict[str, float] = Field(
+        default_factory=lambda: {"cpu_pct": 20.0, "mem_pct": 20.0},
+        description="Per metric, the value under which it never drives an alert "
+        '(JSON, e.g. {"cpu_pct": 20}).',
+    )
+
     tf_threads: int = Field(
         0, ge=0, description="TensorFlow intra-op threads for `novacron train` (0: all cores)."
     )
@@ -135,6 +172,23 @@ class Settings(BaseSettings):
         "sqlite:///.novacron/registry.sqlite", description="Model registry database."
     )
     artifact_dir: Path = Field(Path(".novacron/artifacts"), description="Model artifacts.")
+
+    def alert_policy(self) -> AlertPolicy:
+        """The alert lifecycle these settings describe."""
+        try:
+            return AlertPolicy(
+                threshold=self.alert_threshold,
+                evidence_k=self.alert_evidence_k,
+                evidence_n=self.alert_evidence_n,
+                resolve_after=self.alert_resolve_after,
+                cooldown=self.alert_cooldown,
+                update_every=self.alert_update_every,
+                new_normal_after=self.alert_new_normal_after,
+                floors=dict(self.alert_floors),
+            )
+        except ValueError as exc:
+            msg = f"The NOVACRON_ALERT_* settings do not fit together: {exc}."
+            raise ConfigError(msg) from exc
 
     @property
     def group_instance_id(self) -> str | None:

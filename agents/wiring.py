@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from models.anomaly import AnomalyEnsemble
 from models.registry import ModelRegistry
 from models.serving import (
     ModelHolder,
@@ -50,6 +51,8 @@ def processor_parts(settings: Settings, models: ModelHolder) -> ProcessorParts:
         predictors=models.predictor_for,
         window_size=settings.window_size,
         bandwidth_adapter=OnlineGain() if settings.online_gain else None,
+        anomaly=AnomalyEnsemble() if settings.anomaly else None,
+        alert_policy=settings.alert_policy(),
     )
 
 

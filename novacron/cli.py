@@ -160,11 +160,12 @@ def tail(
     ] = None,
 ) -> None:
     """Print records of an output topic, one readable line each."""
-    from .tail import format_record
+    from .tail import line_style
     from .tail import tail as run_tail
 
     def show(record: Any) -> None:
-        out.print(format_record(record.topic, record.key, record.value), highlight=False)
+        style = None if record.error else line_style(record.topic, record.value)
+        out.print(record.line(), style=style, highlight=False, markup=False)
 
     asyncio.run(
         run_tail(

@@ -18,7 +18,7 @@ from agents.settings import Settings
 from streams.errors import StackError
 from streams.topics import Topics, roles
 
-__all__ = ["TailRecord", "format_record", "resolve_topic", "tail"]
+__all__ = ["TailRecord", "format_record", "line_style", "resolve_topic", "tail"]
 
 
 @dataclass(frozen=True)
@@ -218,11 +218,54 @@ def _summary(v: Mapping[str, Any]) -> str:
 
 
 def _alert(key: str | None, v: Mapping[str, Any]) -> str:
-    return (
-        f"{v.get('entity_id', key)}  {_hms(v.get('ts'))}  {str(v.get('severity', '?')).upper()} "
-        f"{v.get('anomaly_type', '?')}  score {_num(v.get('anomaly_score'), '.2f')}  "
-        f"{_summary(v)}  {_model(v)}"
+    status = str(v.get("status", "open"))
+    head = (
+        f"{v.get('entity_id', key)}  {_hms(v.get('ts'))}  {status.upper():<7} "
+        f"{str(v.get('severity', '?')).upper():<8} {v.get('anomaly_type', '?')}  "
+        f"score {_num(v.get('anomaly_score'), '.2f')}"
     )
+    if status == "resolve":
+        head += f"  {v.get('resolution') or 'resolved'}"
+    elif v.get("previous_severity"):
+        head += f" (was {str(v['previous_severity']).upper()})"
+    metrics = [m for m in v.get("metrics") or () if isinstance(m, Mapping)]
+    if metrics:
+        top = max(metrics, key=lambda m: float(m.get("contribution") or 0.0))
+        head += (
+            f"  {top.get('name')} {_num(top.get('value'), '.4g')} "
+            f"(expected {_num(top.get('expected'), '.4g')}, "
+            f"normal {_num(top.get('low'), '.4g')}..{_num(top.get('high'), '.4g')}, "
+            f"{_num(100 * float(top.get('contribution') or 0.0), '.0f')}%)"
+        )
+    else:
+        head += f"  {_summary(v)}"
+    alert = f"  {v['alert_id']} #{v.get('seq', 0)}" if v.get("alert_id") else ""
+    return f"{head}{alert}  {_model(v)}"
+
+
+SEVERITY_STYLES = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+}
+"""Terminal style of an alert line by severity (a resolve is green)."""
+
+
+def line_style(topic: str, value: Any) -> str | None:
+    """The terminal style of a record's line: alerts by severity, else none.
+
+    Examples:
+        >>> line_style("alerts.anomaly.v1", {"anomaly_score": 0.9, "severity": "critical"})
+        'bold red'
+        >>> line_style("alerts.anomaly.v1", {"anomaly_score": 0.1, "status": "resolve"})
+        'green'
+    """
+    if not isinstance(value, Mapping) or _formatter(topic, value) is not _alert:
+        return None
+    if value.get("status") == "resolve":
+        return "green"
+    return SEVERITY_STYLES.get(str(value.get("severity")))
 
 
 def _workload(key: str | None, v: Mapping[str, Any]) -> str:

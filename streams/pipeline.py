@@ -50,6 +50,8 @@ class BatchOutcome:
         counts: the processors' named counts, summed (``predictions``, ``warming_up``, ...).
         appends: the batch's new window entries, persisted by :meth:`TelemetryPipeline.persist`
             once the outputs were delivered.
+        newest: per key, the window's newest event id when the batch loaded it.
+        states: per key, the processors' state fields to persist with the entries.
     """
 
     outputs: list[EncodedRecord] = field(default_factory=list)
@@ -60,6 +62,7 @@ class BatchOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
     newest: dict[str, str | None] = field(default_factory=dict)
+    states: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
 
 class TelemetryPipeline:
@@ -118,6 +121,7 @@ class TelemetryPipeline:
             depth = max((p.history_depth(samples) for p in processors), default=None)
             loaded = await self.store.load(role, keys, depth)
             view = advance(samples, loaded, [m.source.position for m in origins])
+            view.states = await self._load_states(role, processors, view)
             source = self.topics.name(role)
             scores = (
                 [Score(s.event_id, s.key, s.ts, source) for s in samples]
@@ -128,6 +132,8 @@ class TelemetryPipeline:
                 result = _run(processor, samples, origins, view, scores, outcome.dead_letters)
                 records.extend(result.records)
                 view.annotate(result.predicted)
+                for key, fields in result.states.items():
+                    outcome.states.setdefault(key, {}).update(fields)
                 for name, count in result.counts.items():
                     outcome.counts[name] = outcome.counts.get(name, 0) + count
             outcome.appends = view.appends
@@ -138,6 +144,17 @@ class TelemetryPipeline:
         records.extend(outcome.dead_letters)
         outcome.outputs = [self._encode(r, role, now) for r in records]
         return outcome
+
+    async def _load_states(
+        self, role: str, processors: Sequence[Processor], view: BatchWindows
+    ) -> dict[str, dict[str, bytes]]:
+        """The stored state of the keys whose processors do not hold it current."""
+        stateful = [p for p in processors if p.state_fields]
+        need = sorted({key for p in stateful for key in p.missing_state(view.newest)})
+        if not need:
+            return {}
+        fields = sorted({f for p in stateful for f in p.state_fields})
+        return await self.store.load_state(role, need, fields)
 
     def _encode(self, record: OutputRecord, role: str, now: float) -> EncodedRecord:
         """The record encoded, or, if it cannot be (a NaN a processor let through), a
@@ -157,7 +174,7 @@ class TelemetryPipeline:
         Only if every window still ends where the batch loaded it; otherwise the store
         raises :class:`~streams.errors.StoreConflict` and the batch is done again.
         """
-        await self.store.append(role, outcome.appends, outcome.newest)
+        await self.store.append(role, outcome.appends, outcome.newest, outcome.states)
 
     async def handle(self, role: str, messages: Sequence[RawMessage]) -> BatchOutcome:
         """:meth:`process` then :meth:`persist`: for replay, where writing is delivering."""
@@ -198,6 +215,8 @@ def _run(
             continue
         merged.records.extend(result.records)
         merged.predicted.update(result.predicted)
+        for key, fields in result.states.items():
+            merged.states.setdefault(key, {}).update(fields)
         for name, count in result.counts.items():
             merged.counts[name] = merged.counts.get(name, 0) + count
     return merged
@@ -229,5 +248,8 @@ def build_pipeline(
         >>> out.counts
         {'warming_up': 1, 'no_history': 0, 'predictions': 2}
     """
-    processors = {role: [make(parts) for make in makers] for role, makers in registry.items()}
+    processors = {
+        role: [p for p in (make(parts) for make in makers) if p is not None]
+        for role, makers in registry.items()
+    }
     return TelemetryPipeline(processors, store, clock, topics or Topics(), with_scores=with_scores)

@@ -369,3 +369,111 @@ class ModelEvent:
             "detail": self.detail,
             "produced_at": produced_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class MetricView:
+    """One metric of a scored sample: its value against what the key's history expects.
+
+    Attributes:
+        name: metric name (``cpu_pct``, ``latency_ms``, ...).
+        value: the sample's value.
+        expected: the value the key's recent history expects (its forecast).
+        low: low end of the recent normal range.
+        high: high end of the recent normal range.
+        contribution: share of the sample's anomaly score this metric drives (the
+            contributions of a sample sum to 1).
+    """
+
+    name: str
+    value: float
+    expected: float
+    low: float
+    high: float
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyAlert:
+    """An ``alerts.anomaly.v1`` record: an alert opened, updated or resolved.
+
+    One alert per key and anomaly type and incident: ``alert_id`` stays the same from
+    ``open`` through its ``update`` records (``seq`` counts them) to ``resolve``.
+    """
+
+    topic: ClassVar[str] = "alerts"
+
+    alert_id: str
+    status: str
+    seq: int
+    entity_kind: str
+    entity_id: str
+    event_id: str
+    ts: float
+    opened_ts: float
+    anomaly_score: float
+    confidence: float
+    severity: str
+    anomaly_type: str
+    model: ModelRef
+    source_event_ids: tuple[str, ...]
+    summary: str
+    threshold: float
+    metrics: tuple[MetricView, ...]
+    detectors: dict[str, float]
+    fitted: bool
+    history: int
+    peak_score: float
+    previous_severity: str | None = None
+    resolution: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.entity_id
+
+    def to_record(self, produced_at: float) -> dict[str, Any]:
+        """The ``alerts.anomaly.v1`` record."""
+        metrics = [
+            {
+                "name": m.name,
+                "value": m.value,
+                "expected": m.expected,
+                "low": m.low,
+                "high": m.high,
+                "contribution": m.contribution,
+            }
+            for m in self.metrics
+        ]
+        return {
+            "schema_version": 1,
+            "alert_id": self.alert_id,
+            "status": self.status,
+            "seq": self.seq,
+            "entity_kind": self.entity_kind,
+            "entity_id": self.entity_id,
+            "ts": self.ts,
+            "opened_ts": self.opened_ts,
+            "anomaly_score": self.anomaly_score,
+            "confidence": self.confidence,
+            "severity": self.severity,
+            "previous_severity": self.previous_severity,
+            "anomaly_type": self.anomaly_type,
+            "resolution": self.resolution,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "source_event_ids": list(self.source_event_ids),
+            "time_range": {"from_ts": self.opened_ts, "to_ts": self.ts},
+            "reason": {
+                "summary": self.summary,
+                "threshold": self.threshold,
+                "fitted_detectors": self.fitted,
+                "history_samples": self.history,
+                "peak_score": self.peak_score,
+                "top_features": [
+                    {"name": m.name, "value": m.value, "contribution": m.contribution}
+                    for m in sorted(self.metrics, key=lambda m: -m.contribution)[:3]
+                ],
+                "detectors": dict(self.detectors),
+            },
+            "metrics": metrics,
+            "produced_at": produced_at,
+        }

@@ -91,18 +91,27 @@ class WindowStore(Protocol):
         """The newest ``last`` entries (default: all) of each key's window, oldest first."""
         ...
 
+    async def load_state(
+        self, namespace: str, keys: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, dict[str, bytes]]:
+        """The named state fields processors keep with each key's window (absent: left out)."""
+        ...
+
     async def append(
         self,
         namespace: str,
         entries: Mapping[str, Sequence[WindowEntry]],
         expect_newest: Mapping[str, str | None] | None = None,
+        states: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
         """Append entries to each key's window, keeping the newest ``capacity``.
 
         With ``expect_newest`` (key -> event id of the newest entry when the batch loaded
         the window, ``None`` for an empty one), nothing is appended unless every key's
         window still ends there: :class:`StoreConflict` says another worker appended in
-        between (a partition that moved while a batch was in flight).
+        between (a partition that moved while a batch was in flight). ``states`` (key ->
+        field -> bytes) are written with the entries, all or nothing, so a key's state
+        always describes its window as stored.
         """
         ...
 
@@ -114,14 +123,16 @@ class WindowStore(Protocol):
 _ANY = "\x00any"
 """Placeholder for "no expectation" about a window's newest entry."""
 
-# KEYS: windows. ARGV: capacity, ttl, then per key: expected newest event id ("" for an
-# empty window, _ANY for none), the number of entries, the entries. Returns 1 when all
-# was appended, or 1 + the (1-based) index of the first window that did not end as
-# expected, having appended nothing.
+# KEYS: windows, then their state hashes. ARGV: capacity, ttl, then per key: expected
+# newest event id ("" for an empty window, _ANY for none), the number of entries, the
+# entries, the number of state fields, then field, value, field, value... Returns 1
+# when all was appended, or 1 + the (1-based) index of the first window that did not
+# end as expected, having written nothing.
 _APPEND_LUA = """
 local capacity, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local windows = #KEYS / 2
 local i = 3
-for k = 1, #KEYS do
+for k = 1, windows do
   local expected, n = ARGV[i], tonumber(ARGV[i + 1])
   if expected ~= "\0any" then
     local newest = redis.call("LINDEX", KEYS[k], -1)
@@ -129,17 +140,24 @@ for k = 1, #KEYS do
     if newest then id = tostring(cjson.decode(newest)[1]) end
     if id ~= expected then return k + 1 end
   end
-  i = i + 2 + n
+  i = i + 3 + n + 2 * tonumber(ARGV[i + 2 + n])
 end
 i = 3
-for k = 1, #KEYS do
+for k = 1, windows do
   local n = tonumber(ARGV[i + 1])
   for j = i + 2, i + 1 + n, 1000 do  -- unpack's limit on values
     redis.call("RPUSH", KEYS[k], unpack(ARGV, j, math.min(j + 999, i + 1 + n)))
   end
-  redis.call("LTRIM", KEYS[k], -capacity, -1)
-  redis.call("EXPIRE", KEYS[k], ttl)
-  i = i + 2 + n
+  if n > 0 then
+    redis.call("LTRIM", KEYS[k], -capacity, -1)
+    redis.call("EXPIRE", KEYS[k], ttl)
+  end
+  local m = tonumber(ARGV[i + 2 + n])
+  if m > 0 then
+    redis.call("HSET", KEYS[windows + k], unpack(ARGV, i + 3 + n, i + 2 + n + 2 * m))
+    redis.call("EXPIRE", KEYS[windows + k], ttl)
+  end
+  i = i + 3 + n + 2 * m
 end
 return 1
 """
@@ -155,6 +173,18 @@ class InMemoryWindowStore:
         self.capacity = capacity
         self._window: CappedWindow[bytes] = CappedWindow(capacity)
         self._data: dict[str, tuple[bytes, ...]] = {}
+        self._state: dict[str, dict[str, bytes]] = {}
+
+    async def load_state(
+        self, namespace: str, keys: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, dict[str, bytes]]:
+        found: dict[str, dict[str, bytes]] = {}
+        for key in keys:
+            stored = self._state.get(f"{namespace}:{key}", {})
+            values = {f: stored[f] for f in fields if f in stored}
+            if values:
+                found[key] = values
+        return found
 
     async def load(
         self, namespace: str, keys: Sequence[str], last: int | None = None
@@ -170,6 +200,7 @@ class InMemoryWindowStore:
         namespace: str,
         entries: Mapping[str, Sequence[WindowEntry]],
         expect_newest: Mapping[str, str | None] | None = None,
+        states: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
         for key, expected in (expect_newest or {}).items():
             stored = self._data.get(f"{namespace}:{key}", ())
@@ -182,6 +213,8 @@ class InMemoryWindowStore:
                 name = f"{namespace}:{key}"
                 stored = self._data.get(name, self._window.initialize())
                 self._data[name] = self._window.extend(stored, map(encode_entry, new))
+        for key, fields in (states or {}).items():
+            self._state.setdefault(f"{namespace}:{key}", {}).update(fields)
 
     async def close(self) -> None:
         return None
@@ -228,6 +261,30 @@ class RedisWindowStore:
     def redis_key(self, namespace: str, key: str) -> str:
         return f"{self.prefix}:{namespace}:{key}"
 
+    def state_key(self, namespace: str, key: str) -> str:
+        """The hash of processor state kept with a key's window."""
+        return f"{self.prefix}:state:{namespace}:{key}"
+
+    async def load_state(
+        self, namespace: str, keys: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, dict[str, bytes]]:
+        if not keys or not fields:
+            return {}
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(self.state_key(namespace, key), list(fields))
+                results = await pipe.execute()
+        except self._unavailable as exc:
+            msg = f"loading {len(keys)} {namespace} states from Redis failed: {exc!r}"
+            raise StoreUnavailable(msg) from exc
+        found: dict[str, dict[str, bytes]] = {}
+        for key, values in zip(keys, results, strict=True):
+            present = {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+            if present:
+                found[key] = present
+        return found
+
     async def load(
         self, namespace: str, keys: Sequence[str], last: int | None = None
     ) -> dict[str, list[WindowEntry]]:
@@ -249,21 +306,30 @@ class RedisWindowStore:
         namespace: str,
         entries: Mapping[str, Sequence[WindowEntry]],
         expect_newest: Mapping[str, str | None] | None = None,
+        states: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
-        keys = [key for key, new in entries.items() if new]
+        states = states or {}
+        keys = list(dict.fromkeys([k for k, new in entries.items() if new] + list(states)))
         if not keys:
             return
         expect = expect_newest or {}
         args: list[Any] = [self.capacity, self.ttl_s]
         for key in keys:
-            expected = expect.get(key, _ANY) if expect_newest is not None else _ANY
-            args += [_ANY if expected is _ANY else (expected or ""), len(entries[key])]
-            args += [encode_entry(e) for e in entries[key]]
+            new = entries.get(key, ())
+            expected = expect.get(key, _ANY) if expect_newest is not None and new else _ANY
+            args += [_ANY if expected is _ANY else (expected or ""), len(new)]
+            args += [encode_entry(e) for e in new]
+            fields = states.get(key, {})
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += [name, value]
         try:
             if self._append_script is None:
                 self._append_script = self.client.register_script(_APPEND_LUA)
             done = await self._append_script(
-                keys=[self.redis_key(namespace, k) for k in keys], args=args
+                keys=[self.redis_key(namespace, k) for k in keys]
+                + [self.state_key(namespace, k) for k in keys],
+                args=args,
             )
         except self._unavailable as exc:
             msg = f"appending to {len(keys)} {namespace} windows in Redis failed: {exc!r}"

@@ -79,6 +79,8 @@ class BatchWindows:
         duplicates: samples that were redeliveries.
         newest: per key, the event id of the newest entry loaded (``None``: empty), which
             the store checks before it appends.
+        states: per key, the stored state fields of stateful processors (only for the
+            keys they asked for, see :meth:`streams.processors.Processor.missing_state`).
     """
 
     entries: dict[str, list[WindowEntry]] = field(default_factory=dict)
@@ -87,6 +89,7 @@ class BatchWindows:
     appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
     duplicates: int = 0
     newest: dict[str, str | None] = field(default_factory=dict)
+    states: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def upto(self, key: str, index: int, steps: int) -> list[WindowEntry]:
         """The last ``steps`` entries of ``key`` up to and including sample ``index``'s."""
@@ -97,7 +100,9 @@ class BatchWindows:
 
     def only(self, index: int) -> BatchWindows:
         """A view for sample ``index`` alone (a processor re-run on one sample)."""
-        return BatchWindows(self.entries, [self.positions[index]], [self.fresh[index]])
+        return BatchWindows(
+            self.entries, [self.positions[index]], [self.fresh[index]], states=self.states
+        )
 
     def annotate(self, predicted: Mapping[str, float]) -> None:
         """Keep a model's prediction with each new entry it was made at (not yet holding one)."""

@@ -7,17 +7,19 @@ of an input from the same :class:`ProcessorParts`.
 
 from __future__ import annotations
 
+from .anomaly import AnomalyProcessor
 from .bandwidth import BandwidthProcessor
 from .base import Processor, ProcessorFactory, ProcessorParts, ProcessorResult
 
 PROCESSORS: dict[str, tuple[ProcessorFactory, ...]] = {
-    "link": (BandwidthProcessor.from_parts,),
-    "host": (),
+    "link": (BandwidthProcessor.from_parts, AnomalyProcessor.for_links),
+    "host": (AnomalyProcessor.for_hosts,),
 }
 """Processor factories per input role (``streams.topics.INPUT_ROLES``), run in this order."""
 
 __all__ = [
     "PROCESSORS",
+    "AnomalyProcessor",
     "BandwidthProcessor",
     "Processor",
     "ProcessorFactory",

@@ -47,6 +47,7 @@ class BandwidthProcessor:
     """
 
     name = "bandwidth"
+    state_fields: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -61,6 +62,9 @@ class BandwidthProcessor:
     @classmethod
     def from_parts(cls, parts: ProcessorParts) -> BandwidthProcessor:
         return cls(parts.predictors, parts.window_size, parts.bandwidth_adapter)
+
+    def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
+        return []
 
     def history_depth(self, samples: Sequence[LinkSample]) -> int:
         """Window entries a batch needs: the longest history of its modes' models.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..alerts import AlertPolicy
+from ..detector import AnomalyModel
 from ..predictor import BandwidthPredictor, OnlineAdjuster
 from ..records import OutputRecord, Score
 from ..windows import BatchWindows
@@ -23,11 +25,13 @@ class ProcessorResult:
         predicted: model points to keep with the batch's new window entries, by event
             id (read back by the processor in later batches; see :mod:`online.gain`).
         counts: named counts the worker exports (e.g. ``predictions``, ``warming_up``).
+        states: per key, state fields to persist with the batch's window entries.
     """
 
     records: list[OutputRecord] = field(default_factory=list)
     predicted: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    states: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
 
 class Processor(Protocol):
@@ -40,6 +44,13 @@ class Processor(Protocol):
     """
 
     name: str
+    state_fields: tuple[str, ...]
+    """State fields the processor keeps per key with the window (``()``: stateless)."""
+
+    def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
+        """Keys whose state the processor must be given: those it does not hold as of
+        the window's newest event id (``newest``: per key of the batch)."""
+        ...
 
     def history_depth(self, samples: Sequence[Any]) -> int:
         """Window entries per key this batch needs loaded (the longest model history)."""
@@ -64,11 +75,16 @@ class ProcessorParts:
         window_size: entries kept per key.
         bandwidth_adapter: adapts bandwidth points per link online (``None``: published
             as the model made them).
+        anomaly: the anomaly model of hosts and links (``None``: no anomaly alerts).
+        alert_policy: when anomaly alerts open, update and resolve.
     """
 
     predictors: PredictorLookup
     window_size: int = 60
     bandwidth_adapter: OnlineAdjuster | None = None
+    anomaly: AnomalyModel | None = None
+    alert_policy: AlertPolicy = field(default_factory=AlertPolicy)
 
 
-ProcessorFactory = Callable[[ProcessorParts], Processor]
+ProcessorFactory = Callable[[ProcessorParts], Processor | None]
+"""Makes a processor from the parts (``None``: the parts leave it out)."""

@@ -56,16 +56,37 @@ DEAD_LETTER_FILE = {
 }
 ALERT = {
     "schema_version": 1,
-    "alert_id": "a-1",
+    "alert_id": "host-0002:cpu:e9",
+    "status": "update",
+    "seq": 2,
     "entity_kind": "host",
     "entity_id": "host-0002",
     "ts": TS,
+    "opened_ts": TS - 60,
     "anomaly_score": 0.873,
+    "confidence": 0.71,
     "severity": "critical",
+    "previous_severity": "high",
     "anomaly_type": "cpu",
+    "resolution": None,
     "model": {"name": "anomaly-ensemble", "version": "v2"},
     "source_event_ids": ["p-host-0002-9"],
-    "reason": {"summary": "cpu_pct 97.0 far above its usual 40"},
+    "time_range": {"from_ts": TS - 60, "to_ts": TS},
+    "reason": {
+        "summary": "cpu anomaly continues (critical); cpu_pct = 97, expected 41",
+        "threshold": 0.5,
+        "fitted_detectors": True,
+        "history_samples": 400,
+        "peak_score": 0.9,
+        "top_features": [{"name": "cpu_pct", "value": 97.0, "contribution": 0.82}],
+        "detectors": {"robust_z": 0.99},
+    },
+    "metrics": [
+        {"name": "cpu_pct", "value": 97.0, "expected": 41.0, "low": 35.0, "high": 48.0,
+         "contribution": 0.82},
+        {"name": "mem_pct", "value": 50.0, "expected": 50.0, "low": 45.0, "high": 55.0,
+         "contribution": 0.18},
+    ],
     "produced_at": PRODUCED,
 }
 WORKLOAD = {
@@ -139,8 +160,8 @@ CASES = [
         "alerts.anomaly.v1",
         "host-0002",
         ALERT,
-        "host-0002  22:20:01  CRITICAL cpu  score 0.87  cpu_pct 97.0 far above its usual 40  "
-        "anomaly-ensemble v2",
+        "host-0002  22:20:01  UPDATE  CRITICAL cpu  score 0.87 (was HIGH)  cpu_pct 97 "
+        "(expected 41, normal 35..48, 82%)  host-0002:cpu:e9 #2  anomaly-ensemble v2",
     ),
     (
         "workload.class.v1",

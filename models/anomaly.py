@@ -1,0 +1,820 @@
+"""The anomaly ensemble: per-key statistical, seasonal, online and fitted detectors, each
+turned into a likelihood against the key's own history, combined by the strongest.
+
+For each host or link (a *key*), :class:`KeyEnsemble` keeps the recent values of the
+metrics it reports and scores every sample with these detectors, per metric (a key's
+detector output is its largest over the metrics; each metric's share is its
+contribution):
+
+- ``robust_z``: distance from the median of the last ``window`` values in robust
+  standard deviations (MAD), capped by the seasonal residual so that a value that is
+  normal for this time of the key's cycle is not an outlier;
+- ``iqr``: distance beyond the IQR fences of the same window (capped the same way);
+- ``forecast_residual``: the step from the last value against the typical step (the
+  last value is the forecast), capped the same way;
+- ``seasonal_residual``: distance from the value one and two periods ago, the period
+  found by autocorrelation of the key's own history (0 without one);
+- ``level_shift``: the median of the last ``shift_recent`` values against the window
+  before them; ``variance_change``: the log-ratio of recent to older step sizes;
+- ``half_space_trees``: River's Half-Space Trees learning online from the metrics
+  scaled to [0, 1] by the key's recent range;
+- ``isolation_forest``, ``one_class_svm``, ``local_outlier_factor``: scikit-learn
+  detectors fitted on the key's recent (value, step) rows every ``refit_every``
+  samples in a background thread (:mod:`models.anomaly_fitted`); a key with fewer
+  than ``min_fit`` samples is scored without them, and says so.
+
+Every detector's output is mapped to [0, 1]. The **likelihood step** then asks, per
+detector, how unusual the mean of its last few outputs is against the distribution of
+that mean over the key's last ``likelihood_history`` samples (Numenta's anomaly
+likelihood: a Gaussian tail, log-scaled). The ensemble score is the largest
+likelihood of the detectors in ``recipe.combine``; the confidence is the share of all
+detectors that agree with it. ``novacron eval anomalies`` measures the recipe on the
+Numenta Anomaly Benchmark (README, "Anomaly alerts").
+
+Everything is computed for a run of a key's samples at once (vectorised over the run)
+and gives the same result however the samples are split into batches. A key's state
+is persisted in small fields: a header, the Half-Space Trees' masses, the fitted
+detectors (only when refitted) and its histories in chunks of ``CHUNK`` samples, of
+which a batch rewrites only those it touched.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.lib.stride_tricks import sliding_window_view
+from river.anomaly import HalfSpaceTrees
+
+from streams.detector import AnomalyScore
+from streams.records import MetricView
+
+from .anomaly_fitted import FittedDetectors, fit_detectors, hst_state, restore_hst
+
+STATE_FORMAT = 2
+"""Version of the state layout; a state of another version is dropped and relearned."""
+
+CHUNK = 128
+"""Samples per persisted chunk of a key's histories."""
+
+PER_METRIC = (
+    "robust_z",
+    "iqr",
+    "forecast_residual",
+    "seasonal_residual",
+    "level_shift",
+    "variance_change",
+)
+FITTED = ("isolation_forest", "one_class_svm", "local_outlier_factor")
+DETECTORS = (*PER_METRIC, "half_space_trees", *FITTED)
+"""Every detector, in the order of the key's likelihood histories."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """The ensemble's parameters: one setting for every key, never per series.
+
+    Chosen on the Numenta Anomaly Benchmark with the procedure in ``novacron eval
+    anomalies`` (README, "Anomaly alerts"); the defaults are what that found.
+
+    Attributes:
+        window: values the statistical detectors compare a sample with.
+        min_history: samples before a key's detectors speak (0 until then).
+        shift_recent: recent values the level-shift detector takes the median of.
+        variance_recent: recent values the variance-change detector looks at.
+        period_every: samples between estimates of a key's period.
+        period_history: values the period is estimated from.
+        period_min_corr: autocorrelation a period needs.
+        squash: scale of the map of a detector's distance to [0, 1], ``1 - exp(-d/s)``.
+        short: per detector, samples averaged before the likelihood (others: 10).
+        likelihood_history: samples of each detector's short mean the likelihood is
+            judged against.
+        likelihood_min: samples of that history before the likelihood speaks.
+        combine: the detectors whose likelihoods make the score (the largest wins).
+        min_fit: samples before the first fit of the fitted detectors.
+        refit_every: samples between fits.
+        fit_lag: samples between a fit's request and its use (it runs meanwhile in a
+            background thread; the same sample in replay and in the worker).
+        fit_rows: rows a fit learns from (the newest).
+        hst_trees, hst_height, hst_window: River Half-Space Trees' parameters.
+    """
+
+    window: int = 512
+    min_history: int = 16
+    shift_recent: int = 10
+    variance_recent: int = 20
+    period_every: int = 256
+    period_history: int = 1024
+    period_min_corr: float = 0.3
+    squash: float = 3.0
+    short: Mapping[str, int] = field(
+        default_factory=lambda: {"robust_z": 6, "iqr": 6, "forecast_residual": 6}
+    )
+    likelihood_history: int = 2000
+    likelihood_min: int = 150
+    combine: tuple[str, ...] = (
+        "robust_z",
+        "forecast_residual",
+        "seasonal_residual",
+        "level_shift",
+        "variance_change",
+    )
+    min_fit: int = 128
+    refit_every: int = 512
+    fit_lag: int = 16
+    fit_rows: int = 256
+    hst_trees: int = 10
+    hst_height: int = 8
+    hst_window: int = 250
+
+    @property
+    def max_period(self) -> int:
+        return self.window
+
+    @property
+    def value_history(self) -> int:
+        """Values kept per key: the window, two periods back, the level-shift span."""
+        return max(self.window + 2 * self.max_period, self.period_history) + CHUNK
+
+    def short_of(self, detector: str) -> int:
+        return self.short.get(detector, 10)
+
+
+_FITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomaly-fit")
+"""Fits run here, off the scoring path."""
+
+_LOG_DENOMINATOR = math.log(1.0 - 0.9999999999)
+
+
+def _seed(key: str) -> int:
+    return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
+
+
+# -- histories --------------------------------------------------------------------
+
+
+class History:
+    """The newest ``capacity`` rows of a key's per-sample series, by global sample index,
+    persisted in chunks of :data:`CHUNK` rows (a batch rewrites only the chunks it
+    touched)."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        self.capacity = capacity
+        self.width = width
+        self.rows = np.empty((0, width))
+        self.end = 0
+        """Global index one past the newest row."""
+        self.dumped = 0
+        """``end`` at the last dump."""
+
+    def extend(self, rows: np.ndarray) -> None:
+        merged = np.vstack([self.rows, rows]) if len(self.rows) else rows
+        self.rows = merged[-self.capacity :].copy()
+        self.end += len(rows)
+
+    def last(self, n: int) -> np.ndarray:
+        return self.rows[max(0, len(self.rows) - n) :]
+
+    def chunks(self, prefix: str) -> dict[str, bytes]:
+        """The chunks changed since the last dump, as fields ``{prefix}{slot}``."""
+        out: dict[str, bytes] = {}
+        first = self.end - len(self.rows)
+        for c in range(max(self.dumped, first) // CHUNK, (self.end - 1) // CHUNK + 1):
+            lo, hi = max(c * CHUNK, first), min((c + 1) * CHUNK, self.end)
+            if hi <= lo:
+                continue
+            part = self.rows[lo - first : hi - first]
+            head = np.array([c, lo, hi], dtype=np.int64).tobytes()
+            out[f"{prefix}{c % self.slots}"] = head + part.astype(np.float64).tobytes()
+        self.dumped = self.end
+        return out
+
+    @property
+    def slots(self) -> int:
+        return self.capacity // CHUNK + 2
+
+    def restore(self, fields: Mapping[str, bytes], prefix: str, end: int) -> None:
+        parts: list[tuple[int, np.ndarray]] = []
+        for slot in range(self.slots):
+            blob = fields.get(f"{prefix}{slot}")
+            if not blob:
+                continue
+            _, lo, hi = (int(v) for v in np.frombuffer(blob[:24], dtype=np.int64))
+            rows = np.frombuffer(blob[24:], dtype=np.float64).reshape(hi - lo, self.width)
+            parts.append((lo, rows))
+        parts.sort(key=lambda p: p[0])
+        first = max(0, end - self.capacity)
+        rows_out = np.empty((0, self.width))
+        cursor = first
+        for lo, rows in parts:
+            hi = lo + len(rows)
+            if hi <= cursor or lo > cursor:
+                continue
+            rows_out = np.vstack([rows_out, rows[cursor - lo :]])
+            cursor = hi
+        if cursor != end:
+            msg = f"history chunks cover up to sample {cursor}, the state says {end}"
+            raise ValueError(msg)
+        self.rows = rows_out
+        self.end = self.dumped = end
+
+
+# -- statistical detectors ----------------------------------------------------------
+
+
+def _median(w: np.ndarray) -> np.ndarray:
+    """Median over the last axis, ignoring NaN padding (slower; only young keys have it)."""
+    return np.nanmedian(w, axis=-1) if np.isnan(w).any() else np.median(w, axis=-1)
+
+
+def _spread(w: np.ndarray) -> np.ndarray:
+    """Range over the last axis, ignoring NaN padding."""
+    if np.isnan(w).any():
+        return np.nanmax(w, axis=-1) - np.nanmin(w, axis=-1)
+    return w.max(axis=-1) - w.min(axis=-1)
+
+
+def _windows(series: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
+    """``series[e - length : e]`` for each ``e`` of ``ends`` (rows, metrics, length);
+    NaN where it would start before the series."""
+    pad = np.vstack([np.full((length, series.shape[1]), np.nan), series])
+    view = sliding_window_view(pad, length, axis=0)  # (len + 1, metrics, length)
+    return view[ends]
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """Per-metric detector distances of a run of rows, and what the alerts show."""
+
+    distances: dict[str, np.ndarray]
+    expected: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _raw_detectors(
+    values: np.ndarray, steps: np.ndarray, start: int, t0: int, periods: np.ndarray, r: Recipe
+) -> _Raw:
+    """Distances of rows ``values[start:]`` (the key's ``t0``-th sample onwards) from
+    what the rows before each expect.
+
+    ``values`` holds the key's kept values then the run's; ``steps`` the matching
+    first differences; ``periods`` the period in force per row and metric.
+    """
+    m = len(values) - start
+    idx = np.arange(start, len(values))
+    t = t0 + np.arange(m)
+    have = np.minimum(t, r.window)
+    rows = values[start:]
+    win = _windows(values, idx, r.window)
+    young = have < r.window
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(win, axis=-1) if young.any() else np.median(win, axis=-1)
+        hi = np.nanmax(win, axis=-1) if young.any() else win.max(axis=-1)
+        lo = np.nanmin(win, axis=-1) if young.any() else win.min(axis=-1)
+        spread = hi - lo
+        mad = (
+            np.nanmedian(np.abs(win - med[..., None]), axis=-1)
+            if young.any()
+            else np.median(np.abs(win - med[..., None]), axis=-1)
+        )
+        scale = np.maximum(np.maximum(mad * 1.4826, 0.01 * spread), 1e-9 + 1e-6 * np.abs(med))
+        q1, q3 = (
+            np.nanpercentile(win, [25.0, 75.0], axis=-1)
+            if young.any()
+            else np.percentile(win, [25.0, 75.0], axis=-1)
+        )
+        step_win = _windows(steps, idx, r.window)
+        step_med = (
+            np.nanmedian(np.abs(step_win), axis=-1)
+            if young.any()
+            else np.median(np.abs(step_win), axis=-1)
+        )
+    floor = 1e-9 + 1e-6 * np.abs(med)
+    step_scale = np.maximum(np.maximum(step_med * 1.4826, 0.01 * spread), floor)
+    z = np.abs(rows - med) / scale
+    iqr = q3 - q1
+    beyond = np.maximum(0.0, np.maximum(rows - (q3 + 1.5 * iqr), (q1 - 1.5 * iqr) - rows))
+    fence = beyond / np.maximum(iqr, scale)
+    residual = np.abs(steps[start:]) / step_scale
+    seasonal = _seasonal(values, start, t, periods, spread, med, r)
+    capped = np.where(np.isnan(seasonal), np.inf, seasonal)
+    shift = _level_shift(values, idx, t, r)
+    variance = _variance_change(steps, idx, t, spread, r)
+    ready = (have >= r.min_history)[:, None]
+    distances = {
+        "robust_z": np.minimum(z, capped),
+        "iqr": np.minimum(fence, capped),
+        "forecast_residual": np.minimum(residual, capped),
+        "seasonal_residual": np.nan_to_num(seasonal),
+        "level_shift": shift,
+        "variance_change": variance,
+    }
+    for name, v in distances.items():
+        distances[name] = np.where(ready & np.isfinite(v), v, 0.0)
+    previous = values[idx - 1] if start > 0 else np.vstack([rows[:1], rows[:-1]])
+    expected = np.where(ready, previous, rows)
+    low = np.where(ready, np.maximum(q1 - 1.5 * iqr, lo), rows)
+    high = np.where(ready, np.minimum(q3 + 1.5 * iqr, hi), rows)
+    return _Raw(distances, expected, low, high)
+
+
+def _seasonal(
+    values: np.ndarray,
+    start: int,
+    t: np.ndarray,
+    periods: np.ndarray,
+    spread: np.ndarray,
+    med: np.ndarray,
+    r: Recipe,
+) -> np.ndarray:
+    """Distance of each row from the mean of the values one and two periods back,
+    against the same residual over the ``window`` rows before it (NaN: no period, or
+    too little history for it)."""
+    m, d = periods.shape
+    out = np.full((m, d), np.nan)
+    for k in range(d):
+        for period in np.unique(periods[:, k]):
+            if period <= 0:
+                continue
+            p = int(period)
+            rows = np.flatnonzero((periods[:, k] == period) & (t >= 32))
+            if not len(rows):
+                continue
+            # residual of every kept value that has two periods before it
+            series = values[:, k]
+            e = np.full(len(series), np.nan)
+            e[2 * p :] = series[2 * p :] - 0.5 * (series[p:-p] + series[: -2 * p])
+            mature = rows[t[rows] >= r.window + 2 * p]
+            if len(mature):
+                past = _windows(e[:, None], start + mature, r.window)[:, 0, :]
+                floor = np.maximum(0.01 * spread[mature, k], 1e-9 + 1e-6 * np.abs(med[mature, k]))
+                scale = np.maximum(np.median(np.abs(past), axis=-1) * 1.4826, floor)
+                out[mature, k] = np.abs(e[start + mature]) / scale
+            for j in rows[t[rows] < r.window + 2 * p]:
+                g = start + j
+                available = min(int(t[j]), r.window + 2 * p)
+                first = g - available  # oldest value the key still had then
+                if available <= 2 * p:
+                    continue
+                old = e[max(first + 2 * p, g - r.window) : g]
+                scale_j = max(
+                    float(np.median(np.abs(old))) * 1.4826 if len(old) else math.nan,
+                    0.01 * float(spread[j, k]),
+                    1e-9 + 1e-6 * abs(float(med[j, k])),
+                )
+                out[j, k] = abs(float(e[g])) / scale_j if not math.isnan(scale_j) else math.nan
+    return out
+
+
+def _level_shift(values: np.ndarray, idx: np.ndarray, t: np.ndarray, r: Recipe) -> np.ndarray:
+    """Median of the last ``shift_recent`` values against the ``window`` before them."""
+    k = r.shift_recent
+    recent = _windows(values, idx + 1, k)
+    old = _windows(values, idx + 1 - k, r.window)
+    ok = (t + 1 - k) > 0
+    with np.errstate(all="ignore"):
+        rec_med = _median(recent)
+        old_med = _median(old)
+        old_spread = _spread(old)
+        mad = _median(np.abs(old - old_med[..., None])) * 1.4826
+        scale = np.maximum(np.maximum(mad, 0.01 * old_spread), 1e-9 + 1e-6 * np.abs(old_med))
+        shift = np.abs(rec_med - old_med) / scale
+    return np.where(ok[:, None], shift, 0.0)
+
+
+def _variance_change(
+    steps: np.ndarray, idx: np.ndarray, t: np.ndarray, spread: np.ndarray, r: Recipe
+) -> np.ndarray:
+    """Log-ratio of the recent typical step to the older one."""
+    k = r.variance_recent
+    recent = np.abs(_windows(steps, idx + 1, k - 1))
+    old = np.abs(_windows(steps, idx + 1 - k, r.window - 1))
+    with np.errstate(all="ignore"):
+        s_recent = _median(recent)
+        s_old = _median(old)
+        ratio = (s_recent + 0.01 * spread + 1e-9) / (s_old + 0.01 * spread + 1e-9)
+        change = np.abs(np.log(ratio))
+    ok = ((t + 1 - k) > 1)[:, None]
+    return np.where(ok & np.isfinite(change), change, 0.0)
+
+
+def _period(series: np.ndarray, r: Recipe) -> int:
+    """The key's dominant period by autocorrelation (0: none above ``period_min_corr``)."""
+    h = series - series.mean()
+    m = len(h)
+    power = float((h * h).sum()) / m if m else 0.0
+    longest = min(r.max_period, m // 3)
+    if power <= 0 or longest <= 4:
+        return 0
+    f = np.fft.rfft(h, 2 * m)
+    ac = np.fft.irfft(f * np.conj(f))[:m] / (m - np.arange(m)) / power
+    a = ac[: longest + 1]
+    lags = np.arange(4, longest)
+    peak = (a[lags] >= a[lags - 1]) & (a[lags] >= a[lags + 1]) & (a[lags] > r.period_min_corr)
+    return int(lags[peak][np.argmax(a[lags][peak])]) if peak.any() else 0
+
+
+# -- likelihood ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Likelihood:
+    """One detector's likelihood: the mean of its last ``short`` outputs against the
+    mean and variance of that short mean over the last ``likelihood_history`` samples
+    (running sums, recomputed exactly once per history length)."""
+
+    short: int
+    recent: list[float] = field(default_factory=list)
+    total: float = 0.0
+    total_sq: float = 0.0
+    count: int = 0
+
+    def update(self, q: float, r: Recipe) -> tuple[float, float]:
+        """(log-likelihood in [0, 1], short mean) of output ``q``, before it is pushed."""
+        self.recent.append(float(q))
+        if len(self.recent) > self.short:
+            self.recent.pop(0)
+        mean_short = sum(self.recent) / len(self.recent)
+        n = min(self.count, r.likelihood_history)
+        if n < r.likelihood_min:
+            return 0.0, mean_short
+        mu = self.total / n
+        var = max(self.total_sq / n - mu * mu, 0.0)
+        mu = max(mu, 0.03)
+        sd = math.sqrt(max(var, 3e-4))
+        tail = 0.5 * math.erfc((mean_short - mu) / sd / math.sqrt(2.0))
+        return min(1.0, math.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR), mean_short
+
+    def push(self, mean_short: float, history: np.ndarray, r: Recipe) -> None:
+        """Add ``mean_short``; ``history`` ends with it (the detector's short means)."""
+        length = r.likelihood_history
+        if self.count >= length:
+            old = float(history[-length - 1])
+            self.total -= old
+            self.total_sq -= old * old
+        self.total += mean_short
+        self.total_sq += mean_short * mean_short
+        self.count += 1
+        if self.count % length == 0:
+            last = history[-length:]
+            self.total = float(last.sum())
+            self.total_sq = float((last * last).sum())
+
+
+# -- the key's ensemble ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _LazyViews(Sequence[MetricView]):
+    """A sample's metric views, built when read (by alerts), not for every score."""
+
+    raw: _Raw
+    values: np.ndarray
+    contributions: np.ndarray
+    row: int
+    names: tuple[str, ...]
+
+    def _views(self) -> tuple[MetricView, ...]:
+        j = self.row
+        return tuple(
+            MetricView(
+                name,
+                float(self.values[j, k]),
+                float(self.raw.expected[j, k]),
+                float(self.raw.low[j, k]),
+                float(self.raw.high[j, k]),
+                float(self.contributions[j, k]),
+            )
+            for k, name in enumerate(self.names)
+        )
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._views()[index]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[MetricView]:
+        return iter(self._views())
+
+
+class KeyEnsemble:
+    """One key's detectors and state (implements ``streams.detector.KeyDetector``)."""
+
+    def __init__(self, key: str, recipe: Recipe, names: tuple[str, ...] = ()) -> None:
+        self.key = key
+        self.recipe = recipe
+        self.upto: str | None = None
+        self.names = names
+        self.t = 0
+        d = len(names)
+        self.values = History(recipe.value_history, d)
+        self.steps = History(recipe.value_history, d)
+        self.short_means = History(recipe.likelihood_history, len(DETECTORS))
+        self.periods = np.zeros(d, dtype=np.int64)
+        self.likelihoods = {name: _Likelihood(recipe.short_of(name)) for name in DETECTORS}
+        self.hst: HalfSpaceTrees | None = None
+        self.fitted: FittedDetectors | None = None
+        self.fit_at = 0
+        self.pending_at: int | None = None
+        self._pending: Future[FittedDetectors] | None = None
+        self._fit_changed = False
+
+    # -- scoring -------------------------------------------------------------------
+
+    def score_many(
+        self, event_ids: Sequence[str], samples: Sequence[Mapping[str, float]]
+    ) -> list[AnomalyScore]:
+        """Score a run of the key's samples in order, learning from each after it."""
+        out: list[AnomalyScore] = []
+        start = 0
+        for i, values in enumerate(samples):
+            present = {k for k, v in values.items() if not math.isnan(v)}
+            if not present <= set(self.names):
+                out += self._run(event_ids[start:i], samples[start:i])
+                self.__init__(self.key, self.recipe, tuple(sorted(set(self.names) | present)))  # type: ignore[misc]
+                start = i
+        out += self._run(event_ids[start:], samples[start:])
+        return out
+
+    def _rows(self, samples: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The samples as rows in ``names`` order; an absent metric repeats its last value."""
+        rows = np.empty((len(samples), len(self.names)))
+        kept = self.values.last(1)
+        last = kept[0] if len(kept) else np.zeros(len(self.names))
+        for i, values in enumerate(samples):
+            for k, name in enumerate(self.names):
+                v = float(values.get(name, math.nan))
+                rows[i, k] = last[k] if math.isnan(v) else v
+            last = rows[i]
+        return rows
+
+    def _run(
+        self, event_ids: Sequence[str], samples: Sequence[Mapping[str, float]]
+    ) -> list[AnomalyScore]:
+        if not samples:
+            return []
+        r = self.recipe
+        rows = self._rows(samples)
+        m = len(rows)
+        kept = self.values.rows
+        values = np.vstack([kept, rows]) if len(kept) else rows
+        start = len(kept)
+        previous = np.vstack([kept[-1:], rows[:-1]]) if start else np.vstack([rows[:1], rows[:-1]])
+        steps_new = rows - previous
+        steps = np.vstack([self.steps.rows, steps_new]) if start else steps_new
+        t0 = self.t
+        periods = np.empty((m, len(self.names)), dtype=np.int64)
+        fits: list[FittedDetectors | None] = []
+        for j in range(m):
+            t = t0 + j
+            if t % r.period_every == 0 and t >= 64:
+                history = values[max(0, start + j - r.period_history) : start + j]
+                self.periods = np.array([_period(history[:, k], r) for k in range(len(self.names))])
+            periods[j] = self.periods
+            self._activate_fit(values[: start + j], t)
+            fits.append(self.fitted)
+            if self._fit_due(t + 1):
+                self._request_fit(values[: start + j + 1], t + 1)
+        raw = _raw_detectors(values, steps, start, t0, periods, r)
+        q = {name: 1.0 - np.exp(-dist / r.squash) for name, dist in raw.distances.items()}
+        per_metric = np.stack([q[name] for name in PER_METRIC])  # (detectors, m, d)
+        share = per_metric.mean(axis=0)
+        totals = share.sum(axis=1, keepdims=True)
+        contributions = np.where(
+            totals > 0, share / np.where(totals > 0, totals, 1.0), 1.0 / len(self.names)
+        )
+        fitted_q = _fitted_scores(fits, rows, previous)
+        scaled = _scaled(values, start, r.window)
+        kept_means = self.short_means.rows
+        base = len(kept_means)
+        means = np.vstack([kept_means, np.zeros((m, len(DETECTORS)))])
+        out: list[AnomalyScore] = []
+        for j in range(m):
+            t = t0 + j
+            outputs = {name: float(q[name][j].max()) for name in PER_METRIC}
+            features = dict(zip(self.names, scaled[j].tolist(), strict=True))
+            if self.hst is None:
+                self.hst = self._new_hst()
+                outputs["half_space_trees"] = 0.0
+            else:
+                outputs["half_space_trees"] = float(self.hst.score_one(features))
+            self.hst.learn_one(features)
+            outputs.update(fitted_q[j])
+            ready = t >= r.min_history
+            likelihood: dict[str, float] = {}
+            for k, name in enumerate(DETECTORS):
+                lik = self.likelihoods[name]
+                value = outputs.get(name, 0.0) if ready else 0.0
+                level, short_mean = lik.update(value, r)
+                means[base + j, k] = short_mean
+                lik.push(short_mean, means[: base + j + 1, k], r)
+                if name in outputs and ready:
+                    likelihood[name] = level
+            score = max((likelihood.get(name, 0.0) for name in r.combine), default=0.0)
+            verdict = score >= 0.5
+            agree = sum((v >= 0.5) == verdict for v in likelihood.values())
+            out.append(
+                AnomalyScore(
+                    score=score,
+                    raw=float(np.mean(list(outputs.values()))) if ready else 0.0,
+                    confidence=agree / len(likelihood) if likelihood else 1.0,
+                    detectors={k: v for k, v in outputs.items()} if ready else {},
+                    metrics=_LazyViews(raw, rows, contributions, j, self.names),
+                    fitted=fits[j] is not None,
+                    history=t,
+                )
+            )
+        self.values.extend(rows)
+        self.steps.extend(steps_new)
+        self.short_means.extend(means[base:])
+        self.t += m
+        self.upto = event_ids[-1]
+        return out
+
+    # -- learning --------------------------------------------------------------------
+
+    def _fit_due(self, n: int) -> bool:
+        r = self.recipe
+        due = n == r.min_fit or (n > r.min_fit and n - self.fit_at >= r.refit_every)
+        return due and self.pending_at is None
+
+    def _new_hst(self) -> HalfSpaceTrees:
+        r = self.recipe
+        return HalfSpaceTrees(
+            n_trees=r.hst_trees, height=r.hst_height, window_size=r.hst_window, seed=_seed(self.key)
+        )
+
+    def _training(self, values: np.ndarray) -> np.ndarray:
+        rows = values[-(self.recipe.fit_rows + 1) :]
+        return _features(rows[1:], rows[:-1])
+
+    def _request_fit(self, values: np.ndarray, n: int) -> None:
+        self.pending_at = n
+        self._pending = _FITTER.submit(fit_detectors, self._training(values), _seed(self.key))
+
+    def _activate_fit(self, values: np.ndarray, n: int) -> None:
+        """Use a requested fit ``fit_lag`` samples after its request (waiting for it if
+        not done; refitting from the kept values if the request was lost to a restart).
+        ``values``: the key's kept values before its ``n``-th sample, about to be scored."""
+        if self.pending_at is None or n < self.pending_at + self.recipe.fit_lag:
+            return
+        if self._pending is not None:
+            self.fitted = self._pending.result()
+        else:
+            since = n - self.pending_at
+            self.fitted = fit_detectors(
+                self._training(values[: len(values) - since]), _seed(self.key)
+            )
+        self.fit_at = self.pending_at
+        self.pending_at = None
+        self._pending = None
+        self._fit_changed = True
+
+    def rebaseline(self) -> None:
+        """Take the recent level as normal: forget the detectors' score history and the
+        values before the last ``shift_recent``, relearn the online and fitted ones."""
+        keep = self.recipe.shift_recent
+        names, t, upto = self.names, self.t, self.upto
+        recent_values, recent_steps = self.values.last(keep), self.steps.last(keep)
+        self.__init__(self.key, self.recipe, names)  # type: ignore[misc]
+        self.t, self.upto = t, upto
+        for h, rows in ((self.values, recent_values), (self.steps, recent_steps)):
+            h.rows, h.end, h.dumped = rows.copy(), t, t - len(rows)
+        self.short_means.end = self.short_means.dumped = t
+        self.fit_at = t
+        self._fit_changed = True
+
+    # -- persistence -----------------------------------------------------------------
+
+    def dump(self) -> dict[str, bytes]:
+        header = {
+            "format": STATE_FORMAT,
+            "upto": self.upto,
+            "names": list(self.names),
+            "t": self.t,
+            "periods": self.periods.tolist(),
+            "likelihoods": {
+                name: [lik.short, lik.recent, lik.total, lik.total_sq, lik.count]
+                for name, lik in self.likelihoods.items()
+            },
+            "fit_at": self.fit_at,
+            "pending_at": self.pending_at,
+            "kept": [len(self.values.rows), len(self.steps.rows), len(self.short_means.rows)],
+        }
+        fields = {"head": orjson.dumps(header)}
+        fields |= self.values.chunks("v")
+        fields |= self.steps.chunks("s")
+        fields |= self.short_means.chunks("l")
+        if self.hst is not None and hasattr(self.hst, "trees"):
+            fields["hst"] = hst_state(self.hst)
+        if self._fit_changed:
+            fields["fit"] = b"" if self.fitted is None else self.fitted.to_bytes()
+            self._fit_changed = False
+        return fields
+
+    @classmethod
+    def restore(cls, key: str, recipe: Recipe, fields: Mapping[str, bytes]) -> KeyEnsemble:
+        head = fields.get("head")
+        if not head:
+            return cls(key, recipe)
+        header: dict[str, Any] = orjson.loads(head)
+        if header.get("format") != STATE_FORMAT:
+            return cls(key, recipe)
+        ens = cls(key, recipe, tuple(header["names"]))
+        t = int(header["t"])
+        ens.t, ens.upto = t, header["upto"]
+        ens.periods = np.array(header["periods"], dtype=np.int64)
+        for name, (short, recent, total, total_sq, count) in header["likelihoods"].items():
+            ens.likelihoods[name] = _Likelihood(
+                int(short), [float(v) for v in recent], float(total), float(total_sq), int(count)
+            )
+        ens.fit_at, ens.pending_at = int(header["fit_at"]), header["pending_at"]
+        kept_values, kept_steps, kept_means = header["kept"]
+        ens.values.restore(fields, "v", t)
+        ens.values.rows = ens.values.rows[len(ens.values.rows) - kept_values :]
+        ens.steps.restore(fields, "s", t)
+        ens.steps.rows = ens.steps.rows[len(ens.steps.rows) - kept_steps :]
+        ens.short_means.restore(fields, "l", t)
+        ens.short_means.rows = ens.short_means.rows[len(ens.short_means.rows) - kept_means :]
+        hst = fields.get("hst")
+        if hst:
+            ens.hst = ens._new_hst()
+            restore_hst(ens.hst, ens.names, hst)
+        fit = fields.get("fit")
+        if fit:
+            ens.fitted = FittedDetectors.from_bytes(fit)
+        return ens
+
+
+def _features(x: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Fitted detectors see each metric's value and its step from the last sample."""
+    return np.hstack([x, x - previous])
+
+
+def _scaled(values: np.ndarray, start: int, span_rows: int) -> np.ndarray:
+    """Rows ``values[start:]`` scaled to [0.1, 0.9] by the range of the ``span_rows``
+    values before each (clipped to [0, 1]; 0.5 for a key's first row)."""
+    m, d = len(values) - start, values.shape[1]
+    idx = np.arange(start, len(values))
+    win = _windows(values, idx, span_rows)
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanmin(win, axis=-1), np.nanmax(win, axis=-1)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    out = np.clip((values[start:] - lo) / span * 0.8 + 0.1, 0.0, 1.0)
+    return np.where(np.isnan(out), 0.5, out).reshape(m, d)
+
+
+def _fitted_scores(
+    fits: Sequence[FittedDetectors | None], rows: np.ndarray, previous: np.ndarray
+) -> list[dict[str, float]]:
+    """Each row's fitted-detector scores, one call per run of rows under the same fit."""
+    out: list[dict[str, float]] = [{} for _ in fits]
+    j = 0
+    while j < len(fits):
+        fit = fits[j]
+        end = j
+        while end < len(fits) and fits[end] is fit:
+            end += 1
+        if fit is not None:
+            scores = fit.scores(_features(rows[j:end], previous[j:end]))
+            for k in range(j, end):
+                out[k] = {name: float(v[k - j]) for name, v in scores.items()}
+        j = end
+    return out
+
+
+class AnomalyEnsemble:
+    """The worker's anomaly model: makes and restores :class:`KeyEnsemble` detectors
+    (implements ``streams.detector.AnomalyModel``)."""
+
+    name = "anomaly-ensemble"
+
+    def __init__(self, recipe: Recipe | None = None, version: str = "1") -> None:
+        self.recipe = recipe or Recipe()
+        self.version = version
+        probe = KeyEnsemble("", self.recipe)
+        self.state_fields = (
+            "head",
+            "hst",
+            "fit",
+            *(f"v{i}" for i in range(probe.values.slots)),
+            *(f"s{i}" for i in range(probe.steps.slots)),
+            *(f"l{i}" for i in range(probe.short_means.slots)),
+        )
+
+    def new(self, key: str) -> KeyEnsemble:
+        return KeyEnsemble(key, self.recipe)
+
+    def restore(self, key: str, fields: Mapping[str, bytes]) -> KeyEnsemble:
+        return KeyEnsemble.restore(key, self.recipe, fields)
+
+
+__all__ = ["DETECTORS", "AnomalyEnsemble", "KeyEnsemble", "Recipe"]
