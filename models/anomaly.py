@@ -41,6 +41,7 @@ which a batch rewrites only those it touched.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +51,7 @@ from typing import Any
 import numpy as np
 import orjson
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import erfc
 from river.anomaly import HalfSpaceTrees
 
 from streams.detector import AnomalyScore
@@ -124,6 +126,10 @@ class Recipe:
         "seasonal_residual",
         "level_shift",
         "variance_change",
+        "half_space_trees",
+        "isolation_forest",
+        "one_class_svm",
+        "local_outlier_factor",
     )
     min_fit: int = 128
     refit_every: int = 512
@@ -424,48 +430,42 @@ def _period(series: np.ndarray, r: Recipe) -> int:
 # -- likelihood ---------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Likelihood:
-    """One detector's likelihood: the mean of its last ``short`` outputs against the
-    mean and variance of that short mean over the last ``likelihood_history`` samples
-    (running sums, recomputed exactly once per history length)."""
+def _short_means(q: np.ndarray, start: int, shorts: np.ndarray) -> np.ndarray:
+    """Per row of ``q[start:]`` and detector, the mean of its last ``shorts[k]`` outputs
+    (fewer for a key's first rows: NaN padding is ignored)."""
+    longest = int(shorts.max())
+    idx = np.arange(start, len(q)) + 1
+    win = _windows(q, idx, longest)  # (m, detectors, longest)
+    mask = np.arange(longest)[None, None, :] >= (longest - shorts)[None, :, None]
+    picked = np.where(mask, win, np.nan)
+    with np.errstate(all="ignore"):
+        return np.nanmean(picked, axis=-1)
 
-    short: int
-    recent: list[float] = field(default_factory=list)
-    total: float = 0.0
-    total_sq: float = 0.0
-    count: int = 0
 
-    def update(self, q: float, r: Recipe) -> tuple[float, float]:
-        """(log-likelihood in [0, 1], short mean) of output ``q``, before it is pushed."""
-        self.recent.append(float(q))
-        if len(self.recent) > self.short:
-            self.recent.pop(0)
-        mean_short = sum(self.recent) / len(self.recent)
-        n = min(self.count, r.likelihood_history)
-        if n < r.likelihood_min:
-            return 0.0, mean_short
-        mu = self.total / n
-        var = max(self.total_sq / n - mu * mu, 0.0)
-        mu = max(mu, 0.03)
-        sd = math.sqrt(max(var, 3e-4))
-        tail = 0.5 * math.erfc((mean_short - mu) / sd / math.sqrt(2.0))
-        return min(1.0, math.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR), mean_short
-
-    def push(self, mean_short: float, history: np.ndarray, r: Recipe) -> None:
-        """Add ``mean_short``; ``history`` ends with it (the detector's short means)."""
-        length = r.likelihood_history
-        if self.count >= length:
-            old = float(history[-length - 1])
-            self.total -= old
-            self.total_sq -= old * old
-        self.total += mean_short
-        self.total_sq += mean_short * mean_short
-        self.count += 1
-        if self.count % length == 0:
-            last = history[-length:]
-            self.total = float(last.sum())
-            self.total_sq = float((last * last).sum())
+def _likelihoods(means: np.ndarray, start: int, r: Recipe) -> np.ndarray:
+    """Log-scaled likelihood of each row of ``means[start:]`` against the detector's
+    ``likelihood_history`` short means before it (0 with fewer than ``likelihood_min``)."""
+    length = r.likelihood_history
+    m = len(means) - start
+    series = np.ascontiguousarray(means.T)  # (detectors, time): windows are contiguous
+    if start >= length:
+        win = sliding_window_view(series[:, start - length : len(means) - 1], length, axis=1)
+        n = np.full((m, series.shape[0]), length)
+        total = win.sum(axis=-1).T
+        total_sq = np.einsum("dtl,dtl->dt", win, win).T
+    else:
+        pad = np.hstack([np.zeros((series.shape[0], length)), series])
+        win = sliding_window_view(pad[:, start : start + length + m - 1], length, axis=1)
+        total = win.sum(axis=-1).T
+        total_sq = np.einsum("dtl,dtl->dt", win, win).T
+        n = np.minimum(np.arange(start, len(means)), length)[:, None] + np.zeros_like(total)
+    mu = total / np.maximum(n, 1)
+    var = np.maximum(total_sq / np.maximum(n, 1) - mu * mu, 0.0)
+    mu = np.maximum(mu, 0.03)
+    sd = np.sqrt(np.maximum(var, 3e-4))
+    tail = 0.5 * erfc((means[start:] - mu) / sd / math.sqrt(2.0))
+    level = np.minimum(1.0, np.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR)
+    return np.where(n >= r.likelihood_min, level, 0.0)
 
 
 # -- the key's ensemble ---------------------------------------------------------------
@@ -517,9 +517,11 @@ class KeyEnsemble:
         d = len(names)
         self.values = History(recipe.value_history, d)
         self.steps = History(recipe.value_history, d)
+        self.outputs = History(CHUNK, len(DETECTORS))
         self.short_means = History(recipe.likelihood_history, len(DETECTORS))
+        self.shorts = np.array([recipe.short_of(name) for name in DETECTORS])
+        self.combine = [DETECTORS.index(name) for name in recipe.combine]
         self.periods = np.zeros(d, dtype=np.int64)
-        self.likelihoods = {name: _Likelihood(recipe.short_of(name)) for name in DETECTORS}
         self.hst: HalfSpaceTrees | None = None
         self.fitted: FittedDetectors | None = None
         self.fit_at = 0
@@ -583,7 +585,11 @@ class KeyEnsemble:
             fits.append(self.fitted)
             if self._fit_due(t + 1):
                 self._request_fit(values[: start + j + 1], t + 1)
-        raw = _raw_detectors(values, steps, start, t0, periods, r)
+        with warnings.catch_warnings():
+            # a young key's windows are NaN-padded; all-NaN slices are masked below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            raw = _raw_detectors(values, steps, start, t0, periods, r)
+            scaled = _scaled(values, start, r.window)
         q = {name: 1.0 - np.exp(-dist / r.squash) for name, dist in raw.distances.items()}
         per_metric = np.stack([q[name] for name in PER_METRIC])  # (detectors, m, d)
         share = per_metric.mean(axis=0)
@@ -592,49 +598,60 @@ class KeyEnsemble:
             totals > 0, share / np.where(totals > 0, totals, 1.0), 1.0 / len(self.names)
         )
         fitted_q = _fitted_scores(fits, rows, previous)
-        scaled = _scaled(values, start, r.window)
-        kept_means = self.short_means.rows
-        base = len(kept_means)
-        means = np.vstack([kept_means, np.zeros((m, len(DETECTORS)))])
-        out: list[AnomalyScore] = []
+        online = np.zeros(m)
         for j in range(m):
-            t = t0 + j
-            outputs = {name: float(q[name][j].max()) for name in PER_METRIC}
             features = dict(zip(self.names, scaled[j].tolist(), strict=True))
             if self.hst is None:
                 self.hst = self._new_hst()
-                outputs["half_space_trees"] = 0.0
             else:
-                outputs["half_space_trees"] = float(self.hst.score_one(features))
+                online[j] = self.hst.score_one(features)
             self.hst.learn_one(features)
-            outputs.update(fitted_q[j])
-            ready = t >= r.min_history
-            likelihood: dict[str, float] = {}
-            for k, name in enumerate(DETECTORS):
-                lik = self.likelihoods[name]
-                value = outputs.get(name, 0.0) if ready else 0.0
-                level, short_mean = lik.update(value, r)
-                means[base + j, k] = short_mean
-                lik.push(short_mean, means[: base + j + 1, k], r)
-                if name in outputs and ready:
-                    likelihood[name] = level
-            score = max((likelihood.get(name, 0.0) for name in r.combine), default=0.0)
-            verdict = score >= 0.5
-            agree = sum((v >= 0.5) == verdict for v in likelihood.values())
+        ready = (t0 + np.arange(m)) >= r.min_history
+        outputs = np.zeros((m, len(DETECTORS)))
+        for k, name in enumerate(PER_METRIC):
+            outputs[:, k] = q[name].max(axis=1)
+        outputs[:, len(PER_METRIC)] = online
+        has_fit = np.array([f is not None for f in fits])
+        for k, name in enumerate(FITTED, start=len(PER_METRIC) + 1):
+            outputs[:, k] = [row.get(name, 0.0) for row in fitted_q]
+        outputs[~ready] = 0.0
+        kept_q = self.outputs.rows
+        all_q = np.vstack([kept_q, outputs]) if len(kept_q) else outputs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means_new = _short_means(all_q, len(kept_q), self.shorts)
+        kept_means = self.short_means.rows
+        all_means = np.vstack([kept_means, means_new]) if len(kept_means) else means_new
+        levels = _likelihoods(all_means, len(kept_means), r)
+        speaking = np.ones((m, len(DETECTORS)), dtype=bool)
+        speaking[:, len(PER_METRIC) + 1 :] = has_fit[:, None]
+        speaking[~ready] = False
+        score = np.where(ready, levels[:, self.combine].max(axis=1), 0.0)
+        verdict = score >= 0.5
+        agree = np.sum(((levels >= 0.5) == verdict[:, None]) & speaking, axis=1)
+        confidence = np.where(ready, agree / np.maximum(speaking.sum(axis=1), 1), 1.0)
+        out: list[AnomalyScore] = []
+        for j in range(m):
+            detectors = (
+                {name: float(outputs[j, k]) for k, name in enumerate(DETECTORS) if speaking[j, k]}
+                if ready[j]
+                else {}
+            )
             out.append(
                 AnomalyScore(
-                    score=score,
-                    raw=float(np.mean(list(outputs.values()))) if ready else 0.0,
-                    confidence=agree / len(likelihood) if likelihood else 1.0,
-                    detectors={k: v for k, v in outputs.items()} if ready else {},
+                    score=float(score[j]),
+                    raw=float(outputs[j, speaking[j]].mean()) if ready[j] else 0.0,
+                    confidence=float(confidence[j]),
+                    detectors=detectors,
                     metrics=_LazyViews(raw, rows, contributions, j, self.names),
-                    fitted=fits[j] is not None,
-                    history=t,
+                    fitted=bool(has_fit[j]),
+                    history=t0 + j,
                 )
             )
+        self.outputs.extend(outputs)
+        self.short_means.extend(means_new)
         self.values.extend(rows)
         self.steps.extend(steps_new)
-        self.short_means.extend(means[base:])
         self.t += m
         self.upto = event_ids[-1]
         return out
@@ -688,7 +705,8 @@ class KeyEnsemble:
         self.t, self.upto = t, upto
         for h, rows in ((self.values, recent_values), (self.steps, recent_steps)):
             h.rows, h.end, h.dumped = rows.copy(), t, t - len(rows)
-        self.short_means.end = self.short_means.dumped = t
+        for h in (self.outputs, self.short_means):
+            h.end = h.dumped = t
         self.fit_at = t
         self._fit_changed = True
 
@@ -701,17 +719,19 @@ class KeyEnsemble:
             "names": list(self.names),
             "t": self.t,
             "periods": self.periods.tolist(),
-            "likelihoods": {
-                name: [lik.short, lik.recent, lik.total, lik.total_sq, lik.count]
-                for name, lik in self.likelihoods.items()
-            },
             "fit_at": self.fit_at,
             "pending_at": self.pending_at,
-            "kept": [len(self.values.rows), len(self.steps.rows), len(self.short_means.rows)],
+            "kept": [
+                len(self.values.rows),
+                len(self.steps.rows),
+                len(self.outputs.rows),
+                len(self.short_means.rows),
+            ],
         }
         fields = {"head": orjson.dumps(header)}
         fields |= self.values.chunks("v")
         fields |= self.steps.chunks("s")
+        fields |= self.outputs.chunks("q")
         fields |= self.short_means.chunks("l")
         if self.hst is not None and hasattr(self.hst, "trees"):
             fields["hst"] = hst_state(self.hst)
@@ -732,18 +752,12 @@ class KeyEnsemble:
         t = int(header["t"])
         ens.t, ens.upto = t, header["upto"]
         ens.periods = np.array(header["periods"], dtype=np.int64)
-        for name, (short, recent, total, total_sq, count) in header["likelihoods"].items():
-            ens.likelihoods[name] = _Likelihood(
-                int(short), [float(v) for v in recent], float(total), float(total_sq), int(count)
-            )
         ens.fit_at, ens.pending_at = int(header["fit_at"]), header["pending_at"]
-        kept_values, kept_steps, kept_means = header["kept"]
-        ens.values.restore(fields, "v", t)
-        ens.values.rows = ens.values.rows[len(ens.values.rows) - kept_values :]
-        ens.steps.restore(fields, "s", t)
-        ens.steps.rows = ens.steps.rows[len(ens.steps.rows) - kept_steps :]
-        ens.short_means.restore(fields, "l", t)
-        ens.short_means.rows = ens.short_means.rows[len(ens.short_means.rows) - kept_means :]
+        for history, prefix, kept in zip(
+            (ens.values, ens.steps, ens.outputs, ens.short_means), "vsql", header["kept"], strict=True
+        ):
+            history.restore(fields, prefix, t)
+            history.rows = history.rows[len(history.rows) - kept :]
         hst = fields.get("hst")
         if hst:
             ens.hst = ens._new_hst()
@@ -807,6 +821,7 @@ class AnomalyEnsemble:
             "fit",
             *(f"v{i}" for i in range(probe.values.slots)),
             *(f"s{i}" for i in range(probe.steps.slots)),
+            *(f"q{i}" for i in range(probe.outputs.slots)),
             *(f"l{i}" for i in range(probe.short_means.slots)),
         )
 

@@ -71,7 +71,7 @@ FORMAT_VERSION = 1
 HST_FORMAT_VERSION = 1
 """Version of the :func:`hst_state` layout; other versions are refused."""
 
-IFOREST_N_ESTIMATORS = 50
+IFOREST_N_ESTIMATORS = 25
 """Trees per isolation forest: enough for stable scores on 64-512 rows, cheap to walk."""
 
 IFOREST_MAX_SAMPLES = 64

@@ -319,6 +319,55 @@ def eval_bandwidth(
     out.print(f"wrote {output}")
 
 
+@eval_app.command("anomalies")
+def eval_anomalies(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="NAB-format folder: data/<family>/<file>.csv (timestamp,value) and "
+            "labels/combined_windows.json (config/profiles.json optional)."
+        ),
+    ],
+    output: Annotated[Path, typer.Option(help="JSON results file.")] = Path(
+        "bench/results/eval_anomalies.json"
+    ),
+    plot: Annotated[
+        Path | None, typer.Option(help="Write one PNG per series into this folder.")
+    ] = None,
+) -> None:
+    """The worker's anomaly alerts scored with the Numenta Anomaly Benchmark's rules."""
+    from .eval_anomalies import (
+        check_consistent,
+        evaluate_anomalies,
+        plot_runs,
+        published,
+        replay_corpus,
+        write_results,
+    )
+    from tqdm import tqdm
+
+    from .reports import print_anomaly_eval
+
+    settings = _settings(ctx)
+    with tqdm(unit="series", disable=not sys.stderr.isatty(), leave=False) as bar:
+
+        def progress(name: str) -> None:
+            bar.set_description(name)
+            bar.update()
+
+        runs = replay_corpus(settings, directory, progress)
+    check_consistent(settings, runs)
+    profiles = directory / "config" / "profiles.json"
+    results = evaluate_anomalies(settings, runs, profiles if profiles.exists() else None)
+    write_results(results, runs, directory, output, {"command": " ".join(sys.argv)})
+    print_anomaly_eval(results, published(directory), out)
+    out.print(f"wrote {output}")
+    if plot is not None:
+        written = plot_runs(runs, results, plot)
+        out.print(f"wrote {len(written)} plots to {plot}")
+
+
 @eval_app.command("synthetic")
 def eval_synthetic(
     ctx: typer.Context,

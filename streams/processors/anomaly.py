@@ -193,7 +193,6 @@ def _score_fields(scored: AnomalyScore) -> dict[str, Any]:
     return {
         "anomaly_score": round(scored.score, 6),
         "anomaly_raw": round(scored.raw, 6),
-        "anomaly_fitted": scored.fitted,
     }
 
 

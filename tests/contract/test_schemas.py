@@ -88,12 +88,30 @@ def _host_messages() -> list[RawMessage]:
     return [RawMessage(r, SourceRef("telemetry.host.v1", 1, i)) for i, r in enumerate(raws)]
 
 
+def _incident_messages() -> list[RawMessage]:
+    """A host that runs normally, has a CPU incident, and recovers: an alert opens,
+    is updated and resolves."""
+    rng = np.random.default_rng(7)
+    cpu = 40.0 + rng.normal(0, 2.0, 560)
+    cpu[400:430] = np.linspace(85.0, 97.0, 30)
+    raws = [
+        orjson.dumps({"host_id": "h-incident", "ts": 1.7e9 + 60 * i,
+                      "metrics": {"cpu_pct": float(c), "mem_pct": 50.0}})
+        for i, c in enumerate(cpu)
+    ]  # fmt: skip
+    return [RawMessage(r, SourceRef("telemetry.host.v1", 2, i)) for i, r in enumerate(raws)]
+
+
 def scenario(online_gain: bool) -> list[EncodedRecord]:
     """Everything the system emits on link and host telemetry, good and bad, and a swap."""
     settings = Settings(online_gain=online_gain)
     pipeline = replay_pipeline(settings, ModelHolder(model_source(settings, "baseline")))
     out: list[EncodedRecord] = []
-    for role, messages in (("link", _messages()), ("host", _host_messages())):
+    for role, messages in (
+        ("link", _messages()),
+        ("host", _host_messages()),
+        ("host", _incident_messages()),
+    ):
         outcome = asyncio.run(pipeline.handle(role, messages))
         out += outcome.outputs + outcome.scores
     swap = model_loaded_events({"internet": "m:1"}, {"internet": "m:2"}, 1.8e9)
@@ -107,6 +125,8 @@ def test_every_output_validates_against_its_topic_schema(online_gain: bool) -> N
         value = orjson.loads(record.value)
         errors = list(schemas.validator(record.topic).iter_errors(value))
         assert errors == [], (record.topic, errors[0].message if errors else None)
+    alerts = [orjson.loads(r.value) for r in records if r.topic == Topics().alerts]
+    assert {"open", "resolve"} <= {a["status"] for a in alerts}
     predictions = [orjson.loads(r.value) for r in records if r.topic == Topics().predictions]
     if online_gain:
         assert predictions and all(0 <= p["online_gain"] <= 1.5 for p in predictions)
