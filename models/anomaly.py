@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 import orjson
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import erfc
 from river.anomaly import HalfSpaceTrees
+from scipy.special import erfc
 
 from streams.detector import AnomalyScore
 from streams.records import MetricView
@@ -74,8 +74,11 @@ PER_METRIC = (
     "variance_change",
 )
 FITTED = ("isolation_forest", "one_class_svm", "local_outlier_factor")
-DETECTORS = (*PER_METRIC, "half_space_trees", *FITTED)
-"""Every detector, in the order of the key's likelihood histories."""
+LEARNED = ("half_space_trees", *FITTED)
+"""The detectors that learn a model of the key (online or fitted)."""
+DETECTORS = (*PER_METRIC, *LEARNED, "learned")
+"""Every detector, in the order of the key's likelihood histories; ``learned`` is the
+mean of the :data:`LEARNED` ones that speak (their joint voice in the ensemble)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,13 @@ class Recipe:
 
     Attributes:
         window: values the statistical detectors compare a sample with.
+        baseline_every: samples between the statistics of that window (a sample is
+            compared with those of the window before the last such point).
         min_history: samples before a key's detectors speak (0 until then).
         shift_recent: recent values the level-shift detector takes the median of.
         variance_recent: recent values the variance-change detector looks at.
+        variance_deadband: log-ratio of step sizes the variance-change detector ignores
+            (the sampling noise of a median over ``variance_recent`` steps).
         period_every: samples between estimates of a key's period.
         period_history: values the period is estimated from.
         period_min_corr: autocorrelation a period needs.
@@ -108,9 +115,11 @@ class Recipe:
     """
 
     window: int = 512
+    baseline_every: int = 16
     min_history: int = 16
     shift_recent: int = 10
     variance_recent: int = 20
+    variance_deadband: float = 0.0
     period_every: int = 256
     period_history: int = 1024
     period_min_corr: float = 0.3
@@ -126,10 +135,7 @@ class Recipe:
         "seasonal_residual",
         "level_shift",
         "variance_change",
-        "half_space_trees",
-        "isolation_forest",
-        "one_class_svm",
-        "local_outlier_factor",
+        "learned",
     )
     min_fit: int = 128
     refit_every: int = 512
@@ -249,9 +255,15 @@ def _spread(w: np.ndarray) -> np.ndarray:
 def _windows(series: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
     """``series[e - length : e]`` for each ``e`` of ``ends`` (rows, metrics, length);
     NaN where it would start before the series."""
-    pad = np.vstack([np.full((length, series.shape[1]), np.nan), series])
-    view = sliding_window_view(pad, length, axis=0)  # (len + 1, metrics, length)
-    return view[ends]
+    ends = np.maximum(ends, 0)
+    if not len(ends):
+        return np.empty((0, series.shape[1], length))
+    lo = int(ends.min()) - length
+    part = series[max(lo, 0) : int(ends.max())]
+    if lo < 0:
+        part = np.vstack([np.full((-lo, series.shape[1]), np.nan), part])
+    view = sliding_window_view(part, length, axis=0)  # (windows, metrics, length)
+    return view[ends - int(ends.min())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,153 +274,187 @@ class _Raw:
     expected: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    scaled: np.ndarray
+    """Each row scaled to [0.1, 0.9] by its baseline's range (clipped to [0, 1])."""
 
 
 def _raw_detectors(
-    values: np.ndarray, steps: np.ndarray, start: int, t0: int, periods: np.ndarray, r: Recipe
-) -> _Raw:
+    values: np.ndarray,
+    steps: np.ndarray,
+    start: int,
+    t0: int,
+    periods: np.ndarray,
+    r: Recipe,
+    cached: tuple[int, _Baseline] | None,
+) -> tuple[_Raw, tuple[int, _Baseline]]:
     """Distances of rows ``values[start:]`` (the key's ``t0``-th sample onwards) from
-    what the rows before each expect.
+    what the key's history expects.
 
     ``values`` holds the key's kept values then the run's; ``steps`` the matching
-    first differences; ``periods`` the period in force per row and metric.
+    first differences; ``periods`` the period in force per row and metric. The
+    history's statistics over ``window`` values (its baseline) are taken every
+    ``baseline_every`` samples: a sample is compared with the baseline of the window
+    before the last multiple of ``baseline_every`` at or before it. ``cached`` is the
+    last baseline computed (the key's sample count there, and it); the newest one is
+    returned with the distances, for the next run.
     """
     m = len(values) - start
     idx = np.arange(start, len(values))
     t = t0 + np.arange(m)
-    have = np.minimum(t, r.window)
+    lag = t % r.baseline_every
+    base, first, inverse = np.unique(idx - lag, return_index=True, return_inverse=True)
+    tb = (t - lag)[first]
+    if cached is not None and cached[0] == tb[0]:
+        b = cached[1]
+        if len(base) > 1:
+            b = _Baseline.stack(
+                b, _baseline(values, steps, base[1:], tb[1:], periods[first[1:]], r)
+            )
+    else:
+        b = _baseline(values, steps, base, tb, periods[first], r)
+    med, scale, spread = b.med[inverse], b.scale[inverse], b.spread[inverse]
+    q1, q3, lo, hi = b.q1[inverse], b.q3[inverse], b.lo[inverse], b.hi[inverse]
     rows = values[start:]
-    win = _windows(values, idx, r.window)
-    young = have < r.window
-    with np.errstate(all="ignore"):
-        med = np.nanmedian(win, axis=-1) if young.any() else np.median(win, axis=-1)
-        hi = np.nanmax(win, axis=-1) if young.any() else win.max(axis=-1)
-        lo = np.nanmin(win, axis=-1) if young.any() else win.min(axis=-1)
-        spread = hi - lo
-        mad = (
-            np.nanmedian(np.abs(win - med[..., None]), axis=-1)
-            if young.any()
-            else np.median(np.abs(win - med[..., None]), axis=-1)
-        )
-        scale = np.maximum(np.maximum(mad * 1.4826, 0.01 * spread), 1e-9 + 1e-6 * np.abs(med))
-        q1, q3 = (
-            np.nanpercentile(win, [25.0, 75.0], axis=-1)
-            if young.any()
-            else np.percentile(win, [25.0, 75.0], axis=-1)
-        )
-        step_win = _windows(steps, idx, r.window)
-        step_med = (
-            np.nanmedian(np.abs(step_win), axis=-1)
-            if young.any()
-            else np.median(np.abs(step_win), axis=-1)
-        )
-    floor = 1e-9 + 1e-6 * np.abs(med)
-    step_scale = np.maximum(np.maximum(step_med * 1.4826, 0.01 * spread), floor)
     z = np.abs(rows - med) / scale
     iqr = q3 - q1
     beyond = np.maximum(0.0, np.maximum(rows - (q3 + 1.5 * iqr), (q1 - 1.5 * iqr) - rows))
     fence = beyond / np.maximum(iqr, scale)
-    residual = np.abs(steps[start:]) / step_scale
-    seasonal = _seasonal(values, start, t, periods, spread, med, r)
+    residual = np.abs(steps[start:]) / b.step_scale[inverse]
+    seasonal = np.abs(_season_residual(values, idx, periods)) / b.season_scale[inverse]
+    seasonal = np.where((periods > 0) & (t >= 32)[:, None], seasonal, np.nan)
     capped = np.where(np.isnan(seasonal), np.inf, seasonal)
-    shift = _level_shift(values, idx, t, r)
-    variance = _variance_change(steps, idx, t, spread, r)
-    ready = (have >= r.min_history)[:, None]
+    k = r.shift_recent
+    recent = _median(_windows(values, idx + 1, k))
+    shift = np.where(((t + 1 - k) > 0)[:, None], np.abs(recent - b.old_med[inverse]), 0.0)
+    shift = shift / b.old_scale[inverse]
+    k2 = r.variance_recent
+    s_recent = _median(np.abs(_windows(steps, idx + 1, k2 - 1)))
+    floor = 0.01 * spread + 1e-9
+    change = np.abs(np.log((s_recent + floor) / (b.old_step[inverse] + floor)))
+    change = np.maximum(change - r.variance_deadband, 0.0)
+    variance = np.where(((t + 1 - k2) > 1)[:, None], change, 0.0)
+    ready = (np.minimum(tb[inverse], r.window) >= r.min_history)[:, None]
     distances = {
         "robust_z": np.minimum(z, capped),
         "iqr": np.minimum(fence, capped),
         "forecast_residual": np.minimum(residual, capped),
-        "seasonal_residual": np.nan_to_num(seasonal),
+        "seasonal_residual": seasonal,
         "level_shift": shift,
         "variance_change": variance,
     }
     for name, v in distances.items():
-        distances[name] = np.where(ready & np.isfinite(v), v, 0.0)
+        silent = np.nan if name == "seasonal_residual" else 0.0
+        distances[name] = np.where(ready & np.isfinite(v), v, silent)
     previous = values[idx - 1] if start > 0 else np.vstack([rows[:1], rows[:-1]])
     expected = np.where(ready, previous, rows)
     low = np.where(ready, np.maximum(q1 - 1.5 * iqr, lo), rows)
     high = np.where(ready, np.minimum(q3 + 1.5 * iqr, hi), rows)
-    return _Raw(distances, expected, low, high)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    scaled = np.clip((rows - lo) / span * 0.8 + 0.1, 0.0, 1.0)
+    scaled = np.where(np.isnan(scaled), 0.5, scaled)
+    return _Raw(distances, expected, low, high, scaled), (int(tb[-1]), b.row(-1))
 
 
-def _seasonal(
+@dataclass(frozen=True, slots=True)
+class _Baseline:
+    """A key's history statistics at baseline points (rows: points, columns: metrics)."""
+
+    med: np.ndarray
+    scale: np.ndarray
+    spread: np.ndarray
+    q1: np.ndarray
+    q3: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    step_scale: np.ndarray
+    season_scale: np.ndarray
+    old_med: np.ndarray
+    old_scale: np.ndarray
+    old_step: np.ndarray
+
+    def row(self, i: int) -> _Baseline:
+        return _Baseline(*(getattr(self, f)[i : i + 1 if i != -1 else None] for f in _FIELDS))
+
+    @staticmethod
+    def stack(first: _Baseline, rest: _Baseline) -> _Baseline:
+        return _Baseline(*(np.vstack([getattr(first, f), getattr(rest, f)]) for f in _FIELDS))
+
+
+_FIELDS = (
+    "med", "scale", "spread", "q1", "q3", "lo", "hi", "step_scale", "season_scale",
+    "old_med", "old_scale", "old_step",
+)  # fmt: skip
+
+
+def _baseline(
     values: np.ndarray,
-    start: int,
+    steps: np.ndarray,
+    ends: np.ndarray,
     t: np.ndarray,
     periods: np.ndarray,
-    spread: np.ndarray,
-    med: np.ndarray,
     r: Recipe,
-) -> np.ndarray:
-    """Distance of each row from the mean of the values one and two periods back,
-    against the same residual over the ``window`` rows before it (NaN: no period, or
-    too little history for it)."""
-    m, d = periods.shape
-    out = np.full((m, d), np.nan)
-    for k in range(d):
+) -> _Baseline:
+    """Statistics of the ``window`` values (and steps) before each of ``ends`` (indexes
+    into ``values``; ``t``: the key's sample count there)."""
+    win = _windows(values, ends, r.window)
+    med = _median(win)
+    spread = _spread(win)
+    with np.errstate(all="ignore"):
+        if np.isnan(win).any():
+            q1, q3 = np.nanpercentile(win, [25.0, 75.0], axis=-1)
+            lo, hi = np.nanmin(win, axis=-1), np.nanmax(win, axis=-1)
+        else:
+            q1, q3 = np.percentile(win, [25.0, 75.0], axis=-1)
+            lo, hi = win.min(axis=-1), win.max(axis=-1)
+    floor = 1e-9 + 1e-6 * np.abs(med)
+    scale = np.maximum(
+        np.maximum(_median(np.abs(win - med[..., None])) * 1.4826, 0.01 * spread), floor
+    )
+    step_med = _median(np.abs(_windows(steps, ends, r.window)))
+    step_scale = np.maximum(np.maximum(step_med * 1.4826, 0.01 * spread), floor)
+    season_scale = np.full_like(med, np.nan)
+    for k in range(values.shape[1]):
         for period in np.unique(periods[:, k]):
             if period <= 0:
                 continue
-            p = int(period)
-            rows = np.flatnonzero((periods[:, k] == period) & (t >= 32))
-            if not len(rows):
-                continue
-            # residual of every kept value that has two periods before it
-            series = values[:, k]
-            e = np.full(len(series), np.nan)
-            e[2 * p :] = series[2 * p :] - 0.5 * (series[p:-p] + series[: -2 * p])
-            mature = rows[t[rows] >= r.window + 2 * p]
-            if len(mature):
-                past = _windows(e[:, None], start + mature, r.window)[:, 0, :]
-                floor = np.maximum(0.01 * spread[mature, k], 1e-9 + 1e-6 * np.abs(med[mature, k]))
-                scale = np.maximum(np.median(np.abs(past), axis=-1) * 1.4826, floor)
-                out[mature, k] = np.abs(e[start + mature]) / scale
-            for j in rows[t[rows] < r.window + 2 * p]:
-                g = start + j
-                available = min(int(t[j]), r.window + 2 * p)
-                first = g - available  # oldest value the key still had then
-                if available <= 2 * p:
-                    continue
-                old = e[max(first + 2 * p, g - r.window) : g]
-                scale_j = max(
-                    float(np.median(np.abs(old))) * 1.4826 if len(old) else math.nan,
-                    0.01 * float(spread[j, k]),
-                    1e-9 + 1e-6 * abs(float(med[j, k])),
-                )
-                out[j, k] = abs(float(e[g])) / scale_j if not math.isnan(scale_j) else math.nan
+            rows = np.flatnonzero(periods[:, k] == period)
+            e = _season_residual(
+                values[:, k : k + 1], np.arange(len(values)), periods[:1, k : k + 1] * 0 + period
+            )
+            past = _windows(e, ends[rows], r.window)[:, 0, :]
+            # the residuals the key had: from two periods after its oldest kept value
+            oldest = ends[rows] - np.minimum(t[rows], r.window + 2 * int(period))
+            first = oldest + 2 * int(period)
+            pos = ends[rows, None] - r.window + np.arange(r.window)[None, :]
+            past = np.where(pos >= first[:, None], past, np.nan)
+            med_e = _median(np.abs(past))
+            season_scale[rows, k] = np.maximum(
+                np.maximum(med_e * 1.4826, 0.01 * spread[rows, k]), floor[rows, k]
+            )
+    kr = r.shift_recent
+    old = _windows(values, ends + 1 - kr, r.window)
+    old_med = _median(old)
+    old_scale = np.maximum(
+        np.maximum(_median(np.abs(old - old_med[..., None])) * 1.4826, 0.01 * _spread(old)),
+        1e-9 + 1e-6 * np.abs(old_med),
+    )
+    old_step = _median(np.abs(_windows(steps, ends + 1 - r.variance_recent, r.window - 1)))
+    return _Baseline(
+        med, scale, spread, q1, q3, lo, hi, step_scale, season_scale, old_med, old_scale, old_step
+    )
+
+
+def _season_residual(values: np.ndarray, idx: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """``x - (x[-P] + x[-2P]) / 2`` at ``idx`` per metric (NaN without two periods)."""
+    p = periods.astype(np.int64)
+    out = np.full((len(idx), values.shape[1]), np.nan)
+    for k in range(values.shape[1]):
+        pk = p[:, k] if p.shape[0] == len(idx) else np.full(len(idx), p[0, k])
+        ok = (pk > 0) & (idx - 2 * pk >= 0)
+        i = idx[ok]
+        pp = pk[ok]
+        out[ok, k] = values[i, k] - 0.5 * (values[i - pp, k] + values[i - 2 * pp, k])
     return out
-
-
-def _level_shift(values: np.ndarray, idx: np.ndarray, t: np.ndarray, r: Recipe) -> np.ndarray:
-    """Median of the last ``shift_recent`` values against the ``window`` before them."""
-    k = r.shift_recent
-    recent = _windows(values, idx + 1, k)
-    old = _windows(values, idx + 1 - k, r.window)
-    ok = (t + 1 - k) > 0
-    with np.errstate(all="ignore"):
-        rec_med = _median(recent)
-        old_med = _median(old)
-        old_spread = _spread(old)
-        mad = _median(np.abs(old - old_med[..., None])) * 1.4826
-        scale = np.maximum(np.maximum(mad, 0.01 * old_spread), 1e-9 + 1e-6 * np.abs(old_med))
-        shift = np.abs(rec_med - old_med) / scale
-    return np.where(ok[:, None], shift, 0.0)
-
-
-def _variance_change(
-    steps: np.ndarray, idx: np.ndarray, t: np.ndarray, spread: np.ndarray, r: Recipe
-) -> np.ndarray:
-    """Log-ratio of the recent typical step to the older one."""
-    k = r.variance_recent
-    recent = np.abs(_windows(steps, idx + 1, k - 1))
-    old = np.abs(_windows(steps, idx + 1 - k, r.window - 1))
-    with np.errstate(all="ignore"):
-        s_recent = _median(recent)
-        s_old = _median(old)
-        ratio = (s_recent + 0.01 * spread + 1e-9) / (s_old + 0.01 * spread + 1e-9)
-        change = np.abs(np.log(ratio))
-    ok = ((t + 1 - k) > 1)[:, None]
-    return np.where(ok & np.isfinite(change), change, 0.0)
 
 
 def _period(series: np.ndarray, r: Recipe) -> int:
@@ -442,33 +488,59 @@ def _short_means(q: np.ndarray, start: int, shorts: np.ndarray) -> np.ndarray:
         return np.nanmean(picked, axis=-1)
 
 
-def _likelihoods(means: np.ndarray, start: int, r: Recipe) -> np.ndarray:
-    """Log-scaled likelihood of each row of ``means[start:]`` against the detector's
-    ``likelihood_history`` short means before it (0 with fewer than ``likelihood_min``)."""
-    length = r.likelihood_history
-    m = len(means) - start
-    series = np.ascontiguousarray(means.T)  # (detectors, time): windows are contiguous
-    if start >= length:
-        win = sliding_window_view(series[:, start - length : len(means) - 1], length, axis=1)
-        n = np.full((m, series.shape[0]), length)
-        total = win.sum(axis=-1).T
-        total_sq = np.einsum("dtl,dtl->dt", win, win).T
-    else:
-        pad = np.hstack([np.zeros((series.shape[0], length)), series])
-        win = sliding_window_view(pad[:, start : start + length + m - 1], length, axis=1)
-        total = win.sum(axis=-1).T
-        total_sq = np.einsum("dtl,dtl->dt", win, win).T
-        n = np.minimum(np.arange(start, len(means)), length)[:, None] + np.zeros_like(total)
-    mu = total / np.maximum(n, 1)
-    var = np.maximum(total_sq / np.maximum(n, 1) - mu * mu, 0.0)
-    mu = np.maximum(mu, 0.03)
-    sd = np.sqrt(np.maximum(var, 3e-4))
-    tail = 0.5 * erfc((means[start:] - mu) / sd / math.sqrt(2.0))
-    level = np.minimum(1.0, np.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR)
-    return np.where(n >= r.likelihood_min, level, 0.0)
+@dataclass(slots=True)
+class _ScoreHistory:
+    """Per detector, the sum, sum of squares and count of its short means over the last
+    ``likelihood_history`` samples (NaN, a sample it did not speak on, counts nothing).
+    Kept as running sums, recomputed exactly once per history length, so the result
+    depends on the sequence of samples only, never on how it was batched."""
 
+    total: np.ndarray
+    total_sq: np.ndarray
+    count: np.ndarray
 
-# -- the key's ensemble ---------------------------------------------------------------
+    @classmethod
+    def empty(cls, detectors: int) -> _ScoreHistory:
+        return cls(np.zeros(detectors), np.zeros(detectors), np.zeros(detectors, dtype=np.int64))
+
+    def likelihoods(self, means: np.ndarray, start: int, t0: int, r: Recipe) -> np.ndarray:
+        """Log-scaled likelihood of each row of ``means[start:]`` (the key's ``t0``-th
+        sample on) against the short means before it; advances the sums past them."""
+        length = r.likelihood_history
+        m = len(means) - start
+        out = np.zeros((m, means.shape[1]))
+        for j in range(m):
+            g, t = start + j, t0 + j
+            n = self.count
+            mu = self.total / np.maximum(n, 1)
+            var = np.maximum(self.total_sq / np.maximum(n, 1) - mu * mu, 0.0)
+            mu = np.maximum(mu, 0.03)
+            sd = np.sqrt(np.maximum(var, 3e-4))
+            current = means[g]
+            tail = 0.5 * erfc((current - mu) / sd / math.sqrt(2.0))
+            level = np.minimum(1.0, np.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR)
+            out[j] = np.where((n >= r.likelihood_min) & ~np.isnan(current), level, 0.0)
+            self._push(current, means[g - length] if t >= length else None)
+            if (t + 1) % length == 0:
+                self._refresh(means[max(0, g + 1 - length) : g + 1])
+        return out
+
+    def _push(self, value: np.ndarray, leaving: np.ndarray | None) -> None:
+        ok = ~np.isnan(value)
+        self.total += np.where(ok, value, 0.0)
+        self.total_sq += np.where(ok, value * value, 0.0)
+        self.count += ok
+        if leaving is not None:
+            gone = ~np.isnan(leaving)
+            self.total -= np.where(gone, leaving, 0.0)
+            self.total_sq -= np.where(gone, leaving * leaving, 0.0)
+            self.count -= gone
+
+    def _refresh(self, window: np.ndarray) -> None:
+        clean = np.nan_to_num(window)
+        self.total = clean.sum(axis=0)
+        self.total_sq = (clean * clean).sum(axis=0)
+        self.count = np.sum(~np.isnan(window), axis=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,7 +590,8 @@ class KeyEnsemble:
         self.values = History(recipe.value_history, d)
         self.steps = History(recipe.value_history, d)
         self.outputs = History(CHUNK, len(DETECTORS))
-        self.short_means = History(recipe.likelihood_history, len(DETECTORS))
+        self.short_means = History(recipe.likelihood_history + CHUNK, len(DETECTORS))
+        self.score_history = _ScoreHistory.empty(len(DETECTORS))
         self.shorts = np.array([recipe.short_of(name) for name in DETECTORS])
         self.combine = [DETECTORS.index(name) for name in recipe.combine]
         self.periods = np.zeros(d, dtype=np.int64)
@@ -528,6 +601,7 @@ class KeyEnsemble:
         self.pending_at: int | None = None
         self._pending: Future[FittedDetectors] | None = None
         self._fit_changed = False
+        self._baseline: tuple[int, _Baseline] | None = None
 
     # -- scoring -------------------------------------------------------------------
 
@@ -588,9 +662,14 @@ class KeyEnsemble:
         with warnings.catch_warnings():
             # a young key's windows are NaN-padded; all-NaN slices are masked below
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = _raw_detectors(values, steps, start, t0, periods, r)
-            scaled = _scaled(values, start, r.window)
-        q = {name: 1.0 - np.exp(-dist / r.squash) for name, dist in raw.distances.items()}
+            raw, self._baseline = _raw_detectors(
+                values, steps, start, t0, periods, r, self._baseline
+            )
+            scaled = raw.scaled
+        q = {
+            name: 1.0 - np.exp(-np.nan_to_num(dist) / r.squash)
+            for name, dist in raw.distances.items()
+        }
         per_metric = np.stack([q[name] for name in PER_METRIC])  # (detectors, m, d)
         share = per_metric.mean(axis=0)
         totals = share.sum(axis=1, keepdims=True)
@@ -606,27 +685,41 @@ class KeyEnsemble:
             else:
                 online[j] = self.hst.score_one(features)
             self.hst.learn_one(features)
-        ready = (t0 + np.arange(m)) >= r.min_history
-        outputs = np.zeros((m, len(DETECTORS)))
-        for k, name in enumerate(PER_METRIC):
-            outputs[:, k] = q[name].max(axis=1)
-        outputs[:, len(PER_METRIC)] = online
+        t_rows = t0 + np.arange(m)
+        ready = t_rows >= r.min_history
         has_fit = np.array([f is not None for f in fits])
+        speaking = np.repeat(ready[:, None], len(DETECTORS), axis=1)
+        speaking[:, PER_METRIC.index("seasonal_residual")] &= ~np.isnan(
+            raw.distances["seasonal_residual"]
+        ).all(axis=1)
+        speaking[:, len(PER_METRIC)] &= t_rows >= r.hst_window
+        speaking[:, len(PER_METRIC) + 1 :] &= has_fit[:, None]
+        outputs = np.full((m, len(DETECTORS)), np.nan)
+        for k, name in enumerate(PER_METRIC):
+            # a change of variability is judged on the key as a whole: each metric's
+            # sampling noise would otherwise make the largest of them a noise detector
+            reduce = np.mean if name == "variance_change" else np.max
+            outputs[:, k] = reduce(q[name], axis=1)
+        outputs[:, len(PER_METRIC)] = online
         for k, name in enumerate(FITTED, start=len(PER_METRIC) + 1):
-            outputs[:, k] = [row.get(name, 0.0) for row in fitted_q]
-        outputs[~ready] = 0.0
+            outputs[:, k] = [row.get(name, np.nan) for row in fitted_q]
+        outputs[~speaking] = np.nan
+        group = [DETECTORS.index(name) for name in LEARNED]
+        speaking[:, -1] = speaking[:, group].any(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            outputs[:, -1] = np.nanmean(outputs[:, group], axis=1)
         kept_q = self.outputs.rows
         all_q = np.vstack([kept_q, outputs]) if len(kept_q) else outputs
         with warnings.catch_warnings():
+            # a detector's outputs are NaN where it did not speak; it is judged on its own
             warnings.simplefilter("ignore", RuntimeWarning)
             means_new = _short_means(all_q, len(kept_q), self.shorts)
-        kept_means = self.short_means.rows
-        all_means = np.vstack([kept_means, means_new]) if len(kept_means) else means_new
-        levels = _likelihoods(all_means, len(kept_means), r)
-        speaking = np.ones((m, len(DETECTORS)), dtype=bool)
-        speaking[:, len(PER_METRIC) + 1 :] = has_fit[:, None]
-        speaking[~ready] = False
-        score = np.where(ready, levels[:, self.combine].max(axis=1), 0.0)
+            kept_means = self.short_means.rows
+            all_means = np.vstack([kept_means, means_new]) if len(kept_means) else means_new
+            levels = self.score_history.likelihoods(all_means, len(kept_means), t0, r)
+        levels[~speaking] = 0.0
+        score = levels[:, self.combine].max(axis=1)
         verdict = score >= 0.5
         agree = np.sum(((levels >= 0.5) == verdict[:, None]) & speaking, axis=1)
         confidence = np.where(ready, agree / np.maximum(speaking.sum(axis=1), 1), 1.0)
@@ -640,7 +733,7 @@ class KeyEnsemble:
             out.append(
                 AnomalyScore(
                     score=float(score[j]),
-                    raw=float(outputs[j, speaking[j]].mean()) if ready[j] else 0.0,
+                    raw=float(outputs[j, speaking[j]].mean()) if speaking[j].any() else 0.0,
                     confidence=float(confidence[j]),
                     detectors=detectors,
                     metrics=_LazyViews(raw, rows, contributions, j, self.names),
@@ -721,6 +814,11 @@ class KeyEnsemble:
             "periods": self.periods.tolist(),
             "fit_at": self.fit_at,
             "pending_at": self.pending_at,
+            "score_history": [
+                self.score_history.total.tolist(),
+                self.score_history.total_sq.tolist(),
+                self.score_history.count.tolist(),
+            ],
             "kept": [
                 len(self.values.rows),
                 len(self.steps.rows),
@@ -753,8 +851,15 @@ class KeyEnsemble:
         ens.t, ens.upto = t, header["upto"]
         ens.periods = np.array(header["periods"], dtype=np.int64)
         ens.fit_at, ens.pending_at = int(header["fit_at"]), header["pending_at"]
+        total, total_sq, count = header["score_history"]
+        ens.score_history = _ScoreHistory(
+            np.array(total), np.array(total_sq), np.array(count, dtype=np.int64)
+        )
         for history, prefix, kept in zip(
-            (ens.values, ens.steps, ens.outputs, ens.short_means), "vsql", header["kept"], strict=True
+            (ens.values, ens.steps, ens.outputs, ens.short_means),
+            "vsql",
+            header["kept"],
+            strict=True,
         ):
             history.restore(fields, prefix, t)
             history.rows = history.rows[len(history.rows) - kept :]
@@ -771,19 +876,6 @@ class KeyEnsemble:
 def _features(x: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """Fitted detectors see each metric's value and its step from the last sample."""
     return np.hstack([x, x - previous])
-
-
-def _scaled(values: np.ndarray, start: int, span_rows: int) -> np.ndarray:
-    """Rows ``values[start:]`` scaled to [0.1, 0.9] by the range of the ``span_rows``
-    values before each (clipped to [0, 1]; 0.5 for a key's first row)."""
-    m, d = len(values) - start, values.shape[1]
-    idx = np.arange(start, len(values))
-    win = _windows(values, idx, span_rows)
-    with np.errstate(all="ignore"):
-        lo, hi = np.nanmin(win, axis=-1), np.nanmax(win, axis=-1)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    out = np.clip((values[start:] - lo) / span * 0.8 + 0.1, 0.0, 1.0)
-    return np.where(np.isnan(out), 0.5, out).reshape(m, d)
 
 
 def _fitted_scores(
