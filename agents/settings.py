@@ -140,9 +140,9 @@ class Settings(BaseSettings):
         "(the likelihood scale; `novacron eval anomalies` reports the NAB-optimal value).",
     )
     alert_evidence_k: int = Field(
-        1, ge=1, description="Evidence samples among the last alert_evidence_n that open an alert."
+        2, ge=1, description="Evidence samples among the last alert_evidence_n that open an alert."
     )
-    alert_evidence_n: int = Field(1, ge=1, description="Samples the evidence is counted over.")
+    alert_evidence_n: int = Field(3, ge=1, description="Samples the evidence is counted over.")
     alert_resolve_after: int = Field(
         12, ge=1, description="Consecutive normal samples that resolve an open alert."
     )

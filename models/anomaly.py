@@ -151,8 +151,8 @@ class Recipe:
 
     @property
     def value_history(self) -> int:
-        """Values kept per key: the window, two periods back, the level-shift span."""
-        return max(self.window + 2 * self.max_period, self.period_history) + CHUNK
+        """Values kept per key: the window and three periods back."""
+        return max(self.window + 3 * self.max_period, self.period_history) + CHUNK
 
     def short_of(self, detector: str) -> int:
         return self.short.get(detector, 10)
@@ -445,15 +445,20 @@ def _baseline(
 
 
 def _season_residual(values: np.ndarray, idx: np.ndarray, periods: np.ndarray) -> np.ndarray:
-    """``x - (x[-P] + x[-2P]) / 2`` at ``idx`` per metric (NaN without two periods)."""
+    """``x`` minus its seasonal reference at ``idx`` per metric: the median of the values
+    one, two and three periods back (the mean of two while only two exist; NaN before),
+    so that one past incident does not echo a period later."""
     p = periods.astype(np.int64)
     out = np.full((len(idx), values.shape[1]), np.nan)
     for k in range(values.shape[1]):
         pk = p[:, k] if p.shape[0] == len(idx) else np.full(len(idx), p[0, k])
-        ok = (pk > 0) & (idx - 2 * pk >= 0)
-        i = idx[ok]
-        pp = pk[ok]
-        out[ok, k] = values[i, k] - 0.5 * (values[i - pp, k] + values[i - 2 * pp, k])
+        two = (pk > 0) & (idx - 2 * pk >= 0)
+        three = two & (idx - 3 * pk >= 0)
+        i, pp = idx[two], pk[two]
+        out[two, k] = values[i, k] - 0.5 * (values[i - pp, k] + values[i - 2 * pp, k])
+        i, pp = idx[three], pk[three]
+        back = np.stack([values[i - pp, k], values[i - 2 * pp, k], values[i - 3 * pp, k]])
+        out[three, k] = values[i, k] - np.median(back, axis=0)
     return out
 
 

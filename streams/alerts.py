@@ -99,8 +99,8 @@ class AlertPolicy:
     """
 
     threshold: float = 0.5
-    evidence_k: int = 1
-    evidence_n: int = 1
+    evidence_k: int = 2
+    evidence_n: int = 3
     resolve_after: int = 12
     cooldown: int = 60
     update_every: int = 60
@@ -136,6 +136,8 @@ class OpenAlert:
     quiet: int = 0
     peak: float = 0.0
     event_ids: list[str] = field(default_factory=list)
+    recent: list[float] = field(default_factory=list)
+    """Scores of its last :data:`SEVERITY_MEMORY` samples (0 for a quiet one)."""
 
 
 @dataclass(slots=True)
@@ -167,6 +169,14 @@ class Transition:
     rebaseline: bool = False
 
 
+SEVERITY_MEMORY = 6
+"""Samples an open alert's severity looks back over: it rises at once, falls only when
+all of them are lower (so a flapping metric does not send an update per sample)."""
+
+DOMINANT = 0.5
+"""Share of a sample's score one metric must drive to open a second type of alert while
+another is open."""
+
 EVENT_IDS_KEPT = 16
 """Evidence event ids an alert carries (its first and the newest)."""
 
@@ -181,7 +191,13 @@ class AlertTracker:
 
     def driving_type(self, score: AnomalyScore) -> str | None:
         """The type of the metrics that drive the score, floors applied (``None``: the
-        sample is not evidence: under the threshold, or only floored metrics drive it)."""
+        sample is not evidence: under the threshold, or only floored metrics drive it).
+
+        A type weighs as its largest metric's contribution. While an alert is open, the
+        evidence stays with it unless another type's metric clearly dominates (over
+        :data:`DOMINANT` of the score): an incident moves several metrics, and its end
+        (metrics coming back) is part of it, not a new incident.
+        """
         if score.score < self.policy.threshold:
             return None
         weights: dict[str, float] = {}
@@ -190,10 +206,14 @@ class AlertTracker:
             if floor is not None and m.value < floor:
                 continue
             kind = metric_type(m.name)
-            weights[kind] = weights.get(kind, 0.0) + m.contribution
+            weights[kind] = max(weights.get(kind, 0.0), m.contribution)
         if not weights or max(weights.values()) <= 0.0:
             return None
-        return max(weights, key=lambda k: weights[k])
+        top = max(weights, key=lambda k: weights[k])
+        open_types = [k for k, s in self.types.items() if s.open is not None]
+        if open_types and top not in open_types and weights[top] < DOMINANT:
+            return max(open_types, key=lambda k: weights.get(k, 0.0))
+        return top
 
     def step(self, event_id: str, ts: float, score: AnomalyScore) -> list[Transition]:
         """Take one sample's score; the alert records it causes, if any."""
@@ -228,6 +248,7 @@ class AlertTracker:
             samples=1,
             peak=score.score,
             event_ids=[event_id],
+            recent=[score.score],
         )
         return Transition("open", kind, state.open, score, event_id, ts)
 
@@ -245,6 +266,7 @@ class AlertTracker:
         assert alert is not None
         alert.samples += 1
         alert.since_update += 1
+        alert.recent = [*alert.recent, score.score if hit else 0.0][-SEVERITY_MEMORY:]
         if policy.new_normal_after and alert.samples >= policy.new_normal_after:
             return [self._resolve(kind, state, event_id, ts, score, "new_normal")]
         if not hit:
@@ -257,7 +279,8 @@ class AlertTracker:
         alert.event_ids = [*alert.event_ids, event_id][-EVENT_IDS_KEPT:]
         if alert.first_event_id not in alert.event_ids:
             alert.event_ids[0] = alert.first_event_id
-        level = severity(score.score) or "low"
+        # escalate at once, de-escalate only when the last SEVERITY_MEMORY samples agree
+        level = severity(max(alert.recent)) or "low"
         if level != alert.severity or alert.since_update >= policy.update_every:
             previous = alert.severity
             alert.severity = level
