@@ -106,6 +106,9 @@ class Recipe:
             judged against.
         likelihood_min: samples of that history before the likelihood speaks.
         combine: the detectors whose likelihoods make the score (the largest wins).
+        weights: per detector of ``combine``, a factor on its likelihood (default 1): the
+            learned detectors' joint voice alone needs a likelihood of 0.59 to reach
+            the default threshold.
         min_fit: samples before the first fit of the fitted detectors.
         refit_every: samples between fits.
         fit_lag: samples between a fit's request and its use (it runs meanwhile in a
@@ -137,6 +140,7 @@ class Recipe:
         "variance_change",
         "learned",
     )
+    weights: Mapping[str, float] = field(default_factory=lambda: {"learned": 0.85})
     min_fit: int = 128
     refit_every: int = 512
     fit_lag: int = 16
@@ -599,6 +603,7 @@ class KeyEnsemble:
         self.score_history = _ScoreHistory.empty(len(DETECTORS))
         self.shorts = np.array([recipe.short_of(name) for name in DETECTORS])
         self.combine = [DETECTORS.index(name) for name in recipe.combine]
+        self.weights = np.array([recipe.weights.get(name, 1.0) for name in recipe.combine])
         self.periods = np.zeros(d, dtype=np.int64)
         self.hst: HalfSpaceTrees | None = None
         self.fitted: FittedDetectors | None = None
@@ -724,7 +729,7 @@ class KeyEnsemble:
             all_means = np.vstack([kept_means, means_new]) if len(kept_means) else means_new
             levels = self.score_history.likelihoods(all_means, len(kept_means), t0, r)
         levels[~speaking] = 0.0
-        score = levels[:, self.combine].max(axis=1)
+        score = (levels[:, self.combine] * self.weights).max(axis=1)
         verdict = score >= 0.5
         agree = np.sum(((levels >= 0.5) == verdict[:, None]) & speaking, axis=1)
         confidence = np.where(ready, agree / np.maximum(speaking.sum(axis=1), 1), 1.0)

@@ -52,6 +52,40 @@ def test_append_checks_the_newest_entry_and_writes_all_or_nothing() -> None:
     asyncio.run(scenario())
 
 
+def test_state_is_written_with_the_entries_or_not_at_all() -> None:
+    async def scenario() -> None:
+        s = store(Settings().redis_dsn)
+        try:
+            await s.append(
+                "host",
+                {"a": entries("e", 2)},
+                {"a": None},
+                {"a": {"anomaly.head": b"h1", "anomaly.v0": b"\x00\x01" * 600}},
+            )
+            got = await s.load_state("host", ["a", "b"], ["anomaly.head", "anomaly.v0", "x"])
+            assert got == {"a": {"anomaly.head": b"h1", "anomaly.v0": b"\x00\x01" * 600}}
+            # A batch that lost the race writes neither its entries nor its state.
+            with pytest.raises(StoreConflict):
+                await s.append(
+                    "host", {"a": entries("e", 1, 2)}, {"a": "e0"}, {"a": {"anomaly.head": b"h2"}}
+                )
+            assert (await s.load_state("host", ["a"], ["anomaly.head"]))["a"] == {
+                "anomaly.head": b"h1"
+            }
+            # The next batch updates one field and leaves the others.
+            await s.append(
+                "host", {"a": entries("e", 1, 2)}, {"a": "e1"}, {"a": {"anomaly.head": b"h3"}}
+            )
+            got = await s.load_state("host", ["a"], ["anomaly.head", "anomaly.v0"])
+            assert got["a"] == {"anomaly.head": b"h3", "anomaly.v0": b"\x00\x01" * 600}
+            ttl = await s.client.ttl(s.state_key("host", "a"))
+            assert 0 < ttl <= s.ttl_s
+        finally:
+            await s.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_batch_of_5000_entries_for_one_key_is_appended_and_capped() -> None:
     async def scenario() -> None:
         s = store(Settings().redis_dsn, capacity=60)
