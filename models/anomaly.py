@@ -477,7 +477,14 @@ def _period(series: np.ndarray, r: Recipe) -> int:
     f = np.fft.rfft(h, 2 * m)
     ac = np.fft.irfft(f * np.conj(f))[:m] / (m - np.arange(m)) / power
     a = ac[: longest + 1]
-    lags = np.arange(4, longest)
+    # A cycle's peak lies beyond the autocorrelation's first dip below zero: nearer
+    # lags are high only because neighbouring samples are alike.
+    below = np.flatnonzero(a[1:] < 0.0)
+    if not len(below):
+        return 0
+    lags = np.arange(max(4, int(below[0]) + 1), longest)
+    if not len(lags):
+        return 0
     peak = (a[lags] >= a[lags - 1]) & (a[lags] >= a[lags + 1]) & (a[lags] > r.period_min_corr)
     return int(lags[peak][np.argmax(a[lags][peak])]) if peak.any() else 0
 
