@@ -106,6 +106,7 @@ def test_one_alert_per_incident_none_for_a_normal_host(worker: WorkerHandle) -> 
         assert statuses[-1] == "resolve", (host, statuses)
         resolved = next(a for a in records if a["status"] == "resolve")
         assert resolved["resolution"] == "recovered"
-        assert resolved["ts"] >= 1.75e9 + STEP_S * (START + 40)
+        if kind != "flapping":  # a flapping metric may be resolved once the flapping is usual
+            assert resolved["ts"] >= 1.75e9 + STEP_S * (START + 40), (host, statuses)
         seqs = [a["seq"] for a in records if a["alert_id"] == alert_id]
         assert seqs == sorted(set(seqs)), f"{host}: updates out of order or repeated: {seqs}"
