@@ -337,6 +337,8 @@ def eval_anomalies(
     ] = None,
 ) -> None:
     """The worker's anomaly alerts scored with the Numenta Anomaly Benchmark's rules."""
+    from tqdm import tqdm
+
     from .eval_anomalies import (
         check_consistent,
         evaluate_anomalies,
@@ -345,8 +347,6 @@ def eval_anomalies(
         replay_corpus,
         write_results,
     )
-    from tqdm import tqdm
-
     from .reports import print_anomaly_eval
 
     settings = _settings(ctx)

@@ -31,8 +31,15 @@ import orjson
 
 from agents.settings import Settings
 from agents.wiring import model_source, pipeline_for
-from models.nab import LabelledSeries, Profile, load_corpus, load_profiles, null_and_perfect
-from models.nab import normalised, score_file
+from models.nab import (
+    LabelledSeries,
+    Profile,
+    load_corpus,
+    load_profiles,
+    normalised,
+    null_and_perfect,
+    score_file,
+)
 from models.serving import ModelHolder
 from streams.alerts import AlertPolicy, AlertTracker
 from streams.detector import AnomalyScore
@@ -268,7 +275,10 @@ def plot_runs(
 
 
 def write_results(
-    results: Sequence[ProfileResult], runs: Sequence[SeriesRun], root: Path, path: Path,
+    results: Sequence[ProfileResult],
+    runs: Sequence[SeriesRun],
+    root: Path,
+    path: Path,
     extra: dict[str, Any],
 ) -> None:
     """The figures as JSON (per profile: worker and best threshold, families, files)."""

@@ -14,7 +14,7 @@ small JSON document kept with the key's window.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,10 +112,7 @@ class AlertPolicy:
             msg = f"alert threshold must be in (0, 1], got {self.threshold}"
             raise ValueError(msg)
         if not 1 <= self.evidence_k <= self.evidence_n:
-            msg = (
-                f"alert evidence needs 1 <= k <= n, got k={self.evidence_k} "
-                f"n={self.evidence_n}"
-            )
+            msg = f"alert evidence needs 1 <= k <= n, got k={self.evidence_k} n={self.evidence_n}"
             raise ValueError(msg)
         if self.resolve_after < 1 or self.cooldown < 0 or self.update_every < 1:
             msg = "resolve_after and update_every must be >= 1 and cooldown >= 0"
@@ -233,7 +230,9 @@ class AlertTracker:
                     out.append(self._open(kind, state, event_id, ts, score))
                 continue
             out.extend(self._follow(kind, state, hit, event_id, ts, score))
-        self.types = {k: s for k, s in self.types.items() if s.open or s.cooldown or any(s.evidence)}
+        self.types = {
+            k: s for k, s in self.types.items() if s.open or s.cooldown or any(s.evidence)
+        }
         return out
 
     def _open(
@@ -287,9 +286,7 @@ class AlertTracker:
             alert.seq += 1
             alert.since_update = 0
             return [
-                Transition(
-                    "update", kind, alert, score, event_id, ts, previous_severity=previous
-                )
+                Transition("update", kind, alert, score, event_id, ts, previous_severity=previous)
             ]
         return []
 
@@ -339,6 +336,6 @@ class AlertTracker:
         return tracker
 
 
-def top_metric(metrics: tuple[MetricView, ...]) -> MetricView | None:
+def top_metric(metrics: Sequence[MetricView]) -> MetricView | None:
     """The metric with the largest contribution (``None`` for none)."""
     return max(metrics, key=lambda m: m.contribution, default=None)

@@ -36,7 +36,7 @@ class AnomalyScore:
     raw: float
     confidence: float
     detectors: Mapping[str, float]
-    metrics: tuple[MetricView, ...]
+    metrics: Sequence[MetricView]
     fitted: bool
     history: int
 

@@ -173,7 +173,7 @@ class AnomalyProcessor:
             source_event_ids=tuple(alert.event_ids),
             summary=_summary(change, self.policy.threshold),
             threshold=self.policy.threshold,
-            metrics=scored.metrics,
+            metrics=tuple(scored.metrics),
             detectors={k: round(v, 6) for k, v in scored.detectors.items()},
             fitted=scored.fitted,
             history=scored.history,
