@@ -245,8 +245,21 @@ class History:
 
 
 def _median(w: np.ndarray) -> np.ndarray:
-    """Median over the last axis, ignoring NaN padding (slower; only young keys have it)."""
-    return np.nanmedian(w, axis=-1) if np.isnan(w).any() else np.median(w, axis=-1)
+    """Median over the last axis, ignoring NaN padding (a young key's windows)."""
+    if not np.isnan(w).any():
+        return np.median(w, axis=-1)
+    return _sorted_quantile(np.sort(w, axis=-1), np.sum(~np.isnan(w), axis=-1), 0.5)
+
+
+def _sorted_quantile(ordered: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` (linear, as numpy's default) of rows sorted with NaN last, ``n``
+    valid values each (NaN where none)."""
+    pos = q * np.maximum(n - 1, 0)
+    below = np.floor(pos).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(n - 1, 0))
+    a = np.take_along_axis(ordered, below[..., None], -1)[..., 0]
+    b = np.take_along_axis(ordered, above[..., None], -1)[..., 0]
+    return np.where(n > 0, a + (b - a) * (pos - below), np.nan)
 
 
 def _spread(w: np.ndarray) -> np.ndarray:
@@ -405,7 +418,8 @@ def _baseline(
     spread = _spread(win)
     with np.errstate(all="ignore"):
         if np.isnan(win).any():
-            q1, q3 = np.nanpercentile(win, [25.0, 75.0], axis=-1)
+            ordered, n = np.sort(win, axis=-1), np.sum(~np.isnan(win), axis=-1)
+            q1, q3 = _sorted_quantile(ordered, n, 0.25), _sorted_quantile(ordered, n, 0.75)
             lo, hi = np.nanmin(win, axis=-1), np.nanmax(win, axis=-1)
         else:
             q1, q3 = np.percentile(win, [25.0, 75.0], axis=-1)
@@ -619,6 +633,7 @@ class KeyEnsemble:
         self._pending: Future[FittedDetectors] | None = None
         self._fit_changed = False
         self._baseline: tuple[int, _Baseline] | None = None
+        self._hst_saved: int | None = None
 
     # -- scoring -------------------------------------------------------------------
 
@@ -848,8 +863,13 @@ class KeyEnsemble:
         fields |= self.steps.chunks("s")
         fields |= self.outputs.chunks("q")
         fields |= self.short_means.chunks("l")
-        if self.hst is not None and hasattr(self.hst, "trees"):
-            fields["hst"] = hst_state(self.hst)
+        every = self.recipe.period_every
+        due = self._hst_saved is None or self.t // every != self._hst_saved // every
+        if self.hst is not None and hasattr(self.hst, "trees") and due:
+            # A checkpoint per period_every samples; a restore relearns the samples since
+            # (their values are kept), so the trees are exact without a dump per batch.
+            fields["hst"] = _frame_hst(self.t, hst_state(self.hst))
+            self._hst_saved = self.t
         if self._fit_changed:
             fields["fit"] = b"" if self.fitted is None else self.fitted.to_bytes()
             self._fit_changed = False
@@ -880,14 +900,39 @@ class KeyEnsemble:
         ):
             history.restore(fields, prefix, t)
             history.rows = history.rows[len(history.rows) - kept :]
-        hst = fields.get("hst")
-        if hst:
-            ens.hst = ens._new_hst()
-            restore_hst(ens.hst, ens.names, hst)
         fit = fields.get("fit")
         if fit:
             ens.fitted = FittedDetectors.from_bytes(fit)
+        hst = fields.get("hst")
+        if hst:
+            saved_at, masses = _unframe_hst(hst)
+            ens.hst = ens._new_hst()
+            restore_hst(ens.hst, ens.names, masses)
+            ens._hst_saved = saved_at
+            ens._relearn_hst(saved_at)
         return ens
+
+    def _relearn_hst(self, saved_at: int) -> None:
+        """Let the restored trees learn the samples after their checkpoint, as they did."""
+        behind = self.t - saved_at
+        if behind <= 0 or self.hst is None:
+            return
+        values, steps = self.values.rows, self.steps.rows
+        start = len(values) - behind
+        periods = np.repeat(self.periods[None, :], behind, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            raw, _ = _raw_detectors(values, steps, start, saved_at, periods, self.recipe, None)
+        for row in raw.scaled:
+            self.hst.learn_one(dict(zip(self.names, row.tolist(), strict=True)))
+
+
+def _frame_hst(t: int, masses: bytes) -> bytes:
+    return t.to_bytes(8, "big") + masses
+
+
+def _unframe_hst(blob: bytes) -> tuple[int, bytes]:
+    return int.from_bytes(blob[:8], "big"), blob[8:]
 
 
 def _features(x: np.ndarray, previous: np.ndarray) -> np.ndarray:

@@ -125,7 +125,10 @@ def replay_corpus(
     settings: Settings, root: Path, progress: Callable[[str], None] | None = None
 ) -> list[SeriesRun]:
     """Every series of ``root`` replayed through the worker's pipeline."""
-    corpus = load_corpus(root)
+    try:
+        corpus = load_corpus(root)
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputFileError(str(exc)) from exc
     runs = []
     for series in corpus:
         if progress is not None:
