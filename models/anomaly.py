@@ -215,7 +215,8 @@ class History:
     def slots(self) -> int:
         return self.capacity // CHUNK + 2
 
-    def restore(self, fields: Mapping[str, bytes], prefix: str, end: int) -> None:
+    def restore(self, fields: Mapping[str, bytes], prefix: str, end: int, kept: int) -> None:
+        """The newest ``kept`` rows up to global index ``end`` from the chunk fields."""
         parts: list[tuple[int, np.ndarray]] = []
         for slot in range(self.slots):
             blob = fields.get(f"{prefix}{slot}")
@@ -225,7 +226,7 @@ class History:
             rows = np.frombuffer(blob[24:], dtype=np.float64).reshape(hi - lo, self.width)
             parts.append((lo, rows))
         parts.sort(key=lambda p: p[0])
-        first = max(0, end - self.capacity)
+        first = end - kept
         rows_out = np.empty((0, self.width))
         cursor = first
         for lo, rows in parts:
@@ -865,7 +866,9 @@ class KeyEnsemble:
         fields |= self.short_means.chunks("l")
         every = self.recipe.period_every
         due = self._hst_saved is None or self.t // every != self._hst_saved // every
-        if self.hst is not None and hasattr(self.hst, "trees") and due:
+        if self.hst is None and self._hst_saved is None:
+            fields["hst"] = b""  # a re-baselined key's trees start over
+        elif self.hst is not None and hasattr(self.hst, "trees") and due:
             # A checkpoint per period_every samples; a restore relearns the samples since
             # (their values are kept), so the trees are exact without a dump per batch.
             fields["hst"] = _frame_hst(self.t, hst_state(self.hst))
@@ -898,8 +901,7 @@ class KeyEnsemble:
             header["kept"],
             strict=True,
         ):
-            history.restore(fields, prefix, t)
-            history.rows = history.rows[len(history.rows) - kept :]
+            history.restore(fields, prefix, t, kept)
         fit = fields.get("fit")
         if fit:
             ens.fitted = FittedDetectors.from_bytes(fit)
@@ -919,6 +921,9 @@ class KeyEnsemble:
             return
         values, steps = self.values.rows, self.steps.rows
         start = len(values) - behind
+        if start < 1:  # the values it learned from are gone: it starts over
+            self.hst, self._hst_saved = None, None
+            return
         periods = np.repeat(self.periods[None, :], behind, axis=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -1,8 +1,9 @@
 """``novacron demo``: a worker and synthetic telemetry on the local stack, live.
 
 Starts ``novacron worker`` as a child process, produces live synthetic telemetry
-(with a few bad messages so the dead-letter path shows), and prints predictions and
-dead letters as they arrive. Ctrl-C, or ``--duration`` elapsing, stops everything and
+(with a few bad messages so the dead-letter path shows, and one host that has a CPU
+incident about 30 s in, so an alert opens and resolves), and prints predictions, alerts
+and dead letters as they arrive. Ctrl-C, or ``--duration`` elapsing, stops everything and
 prints a summary: events in, predictions out, dead letters, end-to-end latency.
 """
 
@@ -31,7 +32,7 @@ from agents.topics import ensure_topics
 
 from .produce import ProduceReport, produce
 from .produce_messages import ProduceOptions
-from .tail import format_record
+from .tail import format_record, line_style
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class DemoSummary:
     produced: ProduceReport | None = None
     predictions: int = 0
     dead_letters: int = 0
+    alerts: int = 0
     other_outputs: int = 0
     latencies_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -54,6 +56,7 @@ class DemoSummary:
             table.add_row("bad messages injected", str(produced.bad_messages))
         table.add_row("predictions out", str(self.predictions))
         table.add_row("dead letters", str(self.dead_letters))
+        table.add_row("anomaly alert records", str(self.alerts))
         if self.latencies_s:
             p50, p95, p99 = np.percentile(np.array(self.latencies_s) * 1000, [50, 95, 99])
             table.add_row(
@@ -139,11 +142,49 @@ async def _watch(
                         )
                     else:
                         summary.other_outputs += 1
+                        if tp.topic == t.alerts:
+                            summary.alerts += 1
                         console.print(
-                            format_record(tp.topic, key, value), highlight=False, soft_wrap=True
+                            format_record(tp.topic, key, value),
+                            style=line_style(tp.topic, value),
+                            highlight=False,
+                            soft_wrap=True,
                         )
     finally:
         await consumer.stop()
+
+
+INCIDENT_HOST = "demo-host-incident"
+"""A host of the demo whose CPU spikes after its detectors have learned it."""
+
+
+async def _incident_host(settings: Settings, stop: asyncio.Event, rate: float = 20.0) -> None:
+    """Send a host's telemetry at ``rate`` samples/s: 600 normal samples, a CPU spike of
+    30, then normal again, until ``stop``."""
+    from aiokafka import AIOKafkaProducer
+
+    from models.synthetic_incidents import incident_host
+
+    host = incident_host("cpu_spike", n=3000, start=600, length=30, seed=4)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **kafka_options(settings)
+    )
+    await producer.start()
+    try:
+        start = time.time()
+        for i in range(3000):
+            if stop.is_set():
+                return
+            value = {"host_id": INCIDENT_HOST, "ts": time.time(), "metrics": host.sample(i)}
+            await producer.send(
+                settings.topics.host, orjson.dumps(value), key=INCIDENT_HOST.encode()
+            )
+            delay = start + (i + 1) / rate - time.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+    finally:
+        await producer.stop()
 
 
 async def _run(
@@ -167,11 +208,13 @@ async def _run(
         event_id_prefix="demo",
         time_mode="live",
     )
+    incident = asyncio.create_task(_incident_host(settings, stop))
     summary.produced = await produce(settings, options, stop=stop)
     if not stop.is_set():
         await asyncio.sleep(2.0)  # drain what the worker still has in flight
     stop.set()
     await watcher
+    await incident
     summary.elapsed_s = time.monotonic() - started
     return summary
 

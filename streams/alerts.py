@@ -198,19 +198,32 @@ class AlertTracker:
         if score.score < self.policy.threshold:
             return None
         weights: dict[str, float] = {}
+        floored = 0.0
         for m in score.metrics:
             floor = self.policy.floors.get(m.name)
             if floor is not None and m.value < floor:
+                floored += m.contribution
                 continue
             kind = metric_type(m.name)
             weights[kind] = max(weights.get(kind, 0.0), m.contribution)
-        if not weights or max(weights.values()) <= 0.0:
-            return None
+        if not weights or max(weights.values()) <= 0.0 or floored >= 0.5:
+            return None  # what drives the score is under its floor
         top = max(weights, key=lambda k: weights[k])
         open_types = [k for k, s in self.types.items() if s.open is not None]
         if open_types and top not in open_types and weights[top] < DOMINANT:
             return max(open_types, key=lambda k: weights.get(k, 0.0))
         return top
+
+    def until_new_normal(self) -> int | None:
+        """Samples until an open alert is taken as the new normal (``None``: never)."""
+        if not self.policy.new_normal_after:
+            return None
+        left = [
+            self.policy.new_normal_after - s.open.samples
+            for s in self.types.values()
+            if s.open is not None
+        ]
+        return max(1, min(left)) if left else None
 
     def step(self, event_id: str, ts: float, score: AnomalyScore) -> list[Transition]:
         """Take one sample's score; the alert records it causes, if any."""

@@ -10,7 +10,7 @@ partition that moved here, a batch being redone, a restart) is restored from the
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,10 +94,7 @@ class AnomalyProcessor:
             state = self._state_for(key, windows, indexes[0], result)
             state.dirty = True
             self._hold(key, state)
-            scored = state.detector.score_many(
-                [samples[i].event_id for i in indexes], [_metrics(samples[i]) for i in indexes]
-            )
-            for i, one in zip(indexes, scored, strict=True):
+            for i, one in self._score(state, samples, indexes):
                 sample = samples[i]
                 for change in state.tracker.step(sample.event_id, sample.ts, one):
                     placed.append((i, self._alert(key, change)))
@@ -115,6 +112,23 @@ class AnomalyProcessor:
         result.records.extend(alert for _, alert in placed)
         result.counts["alerts"] = len(placed)
         return result
+
+    def _score(
+        self, state: _KeyState, samples: Sequence[HostSample | LinkSample], indexes: list[int]
+    ) -> Iterator[tuple[int, AnomalyScore]]:
+        """The key's samples scored in order, in runs that end where an open alert becomes
+        the new normal: the model re-baselines there, before the next sample, however
+        the stream was batched."""
+        longest = self.policy.new_normal_after or len(indexes)
+        pos = 0
+        while pos < len(indexes):
+            size = min(len(indexes) - pos, state.tracker.until_new_normal() or longest, longest)
+            run = indexes[pos : pos + size]
+            scored = state.detector.score_many(
+                [samples[i].event_id for i in run], [_metrics(samples[i]) for i in run]
+            )
+            yield from zip(run, scored, strict=True)
+            pos += size
 
     def _state_for(
         self, key: str, windows: BatchWindows, index: int, result: ProcessorResult

@@ -69,9 +69,7 @@ class Seen:
     event_ids: tuple[str, ...]
 
 
-def feed(
-    tracker: AlertTracker, scores: Iterable[AnomalyScore], first_index: int = 0
-) -> list[Seen]:
+def feed(tracker: AlertTracker, scores: Iterable[AnomalyScore], first_index: int = 0) -> list[Seen]:
     out: list[Seen] = []
     for i, s in enumerate(scores, start=first_index):
         for t in tracker.step(f"e{i}", 1.7e9 + 60.0 * i, s):
@@ -233,6 +231,15 @@ def test_cooldown_blocks_a_reopen_right_after_a_resolve() -> None:
     assert seen[2].alert_id != seen[0].alert_id
 
 
+def test_an_alert_opens_only_on_an_evidence_sample() -> None:
+    # the evidence gathered during the cooldown is 2 of 3 when it ends, on a quiet sample
+    resolved = 1 + POLICY.resolve_after
+    scores = series((HIGH, 2), (QUIET, POLICY.resolve_after), (HIGH, POLICY.cooldown))
+    scores += series((QUIET, 20))
+    seen = feed(AlertTracker("h1", POLICY), scores)
+    assert statuses(seen) == [(1, "open"), (resolved, "resolve")]
+
+
 def test_without_cooldown_a_new_incident_reopens_at_once() -> None:
     policy = AlertPolicy(resolve_after=2, cooldown=0, new_normal_after=0)
     seen = feed(AlertTracker("h1", policy), series((HIGH, 3), (QUIET, 2), (HIGH, 2)))
@@ -286,6 +293,13 @@ def test_an_alert_lasting_new_normal_after_resolves_as_the_new_normal() -> None:
     assert statuses(seen)[2] == (resolve.index + policy.cooldown + 1, "open")
 
 
+def test_after_a_new_normal_the_evidence_starts_afresh() -> None:
+    policy = AlertPolicy(cooldown=0, update_every=1000, new_normal_after=10)
+    seen = feed(AlertTracker("h1", policy), series((HIGH, 30)))
+    assert statuses(seen)[:3] == [(1, "open"), (10, "resolve"), (10 + policy.evidence_k, "open")]
+    assert seen[1].resolution == "new_normal"
+
+
 def test_new_normal_after_zero_never_rebaselines() -> None:
     policy = AlertPolicy(new_normal_after=0, update_every=5000)
     seen = feed(AlertTracker("h1", policy), series((HIGH, 2000)))
@@ -310,6 +324,14 @@ def test_evidence_of_another_type_stays_with_the_open_alert_unless_it_dominates(
         (33, "open", "memory"),
         (31 + POLICY.resolve_after, "resolve", "cpu"),
     ]
+
+
+def test_a_score_driven_by_another_type_leaves_the_open_alerts_severity() -> None:
+    tracker = AlertTracker("h1", POLICY)
+    assert statuses(feed(tracker, series((0.55, 2)))) == [(1, "open")]
+    memory = scored(0.95, {"mem_pct": DOMINANT + 0.1, "cpu_pct": 1 - DOMINANT - 0.1})
+    seen = feed(tracker, [memory, *series((0.55, 3))], first_index=2)
+    assert seen == []  # the cpu alert stays medium; one memory sample opens nothing
 
 
 def test_two_types_without_an_open_alert_go_to_the_largest() -> None:
@@ -358,9 +380,7 @@ def test_dump_and_restore_mid_alert_continues_the_same_alert(cut: int) -> None:
     assert resolve.alert_id == opened.alert_id and resolve.index >= cut
     updates = [s for s in whole if s.alert_id == opened.alert_id and s.status == "update"]
     assert resolve.seq == len(updates) + 1
-    assert [s.seq for s in whole if s.alert_id == opened.alert_id] == list(
-        range(len(updates) + 2)
-    )
+    assert [s.seq for s in whole if s.alert_id == opened.alert_id] == list(range(len(updates) + 2))
 
 
 def test_restore_of_nothing_is_a_fresh_tracker() -> None:
