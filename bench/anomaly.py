@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.settings import Settings  # noqa: E402
 from bench.worker_throughput import count_until  # noqa: E402
-from models.anomaly import AnomalyEnsemble, KeyEnsemble  # noqa: E402
+from models.anomaly import AnomalyEnsemble, KeyEnsemble, _raw_detectors  # noqa: E402
 from models.anomaly_fitted import fit_detectors  # noqa: E402
 from models.synthetic_incidents import normal_host  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
@@ -65,6 +65,20 @@ def _time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         best.append(time.perf_counter() - t)
     return statistics.median(best)
+
+
+def _statistical(key: KeyEnsemble, values: np.ndarray) -> None:
+    """The six statistical detectors of the key's next samples, in runs of 10."""
+    kept = len(key.values.rows)
+    merged = np.vstack([key.values.rows, values[N_WARM : N_WARM + N_SCORE]])
+    steps = np.vstack([np.zeros((1, merged.shape[1])), np.diff(merged, axis=0)])
+    cached = None
+    for a in range(0, N_SCORE, 10):
+        end = kept + a + 10
+        periods = np.repeat(key.periods[None, :], 10, axis=0)
+        _, cached = _raw_detectors(
+            merged[:end], steps[:end], kept + a, key.t + a, periods, key.recipe, cached
+        )
 
 
 def scoring_costs(repeat: int) -> dict[str, dict[str, float]]:
@@ -100,6 +114,9 @@ def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
             1e6 * (_time(ensemble, repeat) - restore) / N_SCORE, 1
         )
     values = np.array([[r[k] for k in metrics] for r in rows])
+    out["statistical detectors (the six together), runs of 10"] = round(
+        1e6 * _time(lambda: _statistical(warm, values), repeat) / N_SCORE, 1
+    )
     x = np.hstack([values[1:], np.diff(values, axis=0)])
     fitted = fit_detectors(x[:256], seed=1)
     z = (x[N_WARM : N_WARM + 10] - fitted.center) / fitted.scale
@@ -228,7 +245,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=40_000, help="link + host samples per run")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--skip-worker", action="store_true", help="only the scoring costs")
+    parser.add_argument(
+        "--skip-worker",
+        action="store_true",
+        help="only the scoring costs (the output keeps its last worker figures)",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/anomaly.json"))
     args = parser.parse_args()
     costs = scoring_costs(max(3, args.repeat))
@@ -237,6 +258,9 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "scoring_us_per_event_median": costs,
     }
+    if args.skip_worker and args.output.exists():  # keep the last worker figures
+        previous = json.loads(args.output.read_text())
+        summary |= {k: v for k, v in previous.items() if k.startswith(("worker", "anomaly_cost"))}
     if not args.skip_worker:
         runs = worker_throughput(args.samples, args.repeat)
         on = statistics.median(runs["anomaly-on"])

@@ -65,7 +65,7 @@ DETECTOR_NAMES: tuple[str, str, str] = (
 )
 """Keys of :meth:`FittedDetectors.scores`, in the order the detectors are stored."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the :meth:`FittedDetectors.to_bytes` layout; other versions are refused."""
 
 HST_FORMAT_VERSION = 1
@@ -707,10 +707,11 @@ class FittedDetectors:
         """A compact blob for Redis: a magic/version header, then a compressed ``.npz`` of
         :meth:`to_arrays` (plain numeric arrays, nothing pickled)."""
         buffer = io.BytesIO()
-        buffer.write(_HEADER.pack(_MAGIC, FORMAT_VERSION))
         arrays: dict[str, Any] = self.to_arrays()
         np.savez_compressed(buffer, **arrays)
-        return buffer.getvalue()
+        payload = buffer.getvalue()
+        check = zlib.crc32(payload).to_bytes(4, "big")
+        return _HEADER.pack(_MAGIC, FORMAT_VERSION) + check + payload
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> FittedDetectors:
@@ -729,8 +730,12 @@ class FittedDetectors:
                 f"version {FORMAT_VERSION}; refit the detectors"
             )
             raise ValueError(msg)
+        check, payload = blob[_HEADER.size : _HEADER.size + 4], blob[_HEADER.size + 4 :]
+        if zlib.crc32(payload).to_bytes(4, "big") != check:
+            msg = "anomaly detectors: corrupt blob (checksum mismatch)"
+            raise ValueError(msg)
         try:
-            with np.load(io.BytesIO(blob[_HEADER.size :]), allow_pickle=False) as npz:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             return cls.from_arrays(arrays)
         except Exception as exc:  # zip, npy header and array checks fail in many ways

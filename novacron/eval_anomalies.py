@@ -141,7 +141,7 @@ def openings(scores: np.ndarray, policy: AlertPolicy) -> np.ndarray:
     """Rows where the alert lifecycle opens an alert on a single metric's scores.
 
     Examples:
-        >>> policy = AlertPolicy(threshold=0.5, resolve_after=2, cooldown=0)
+        >>> policy = AlertPolicy(0.5, evidence_k=1, evidence_n=1, resolve_after=2, cooldown=0)
         >>> openings(np.array([0.1, 0.9, 0.9, 0.1, 0.1, 0.1, 0.8]), policy).nonzero()[0]
         array([1, 6])
     """

@@ -122,8 +122,13 @@ def test_cli_replay_of_10000_messages_equals_the_worker(
         dead_letter_body(line["value"]) for line in lines if line["topic"] == topics.dlq
     )
     assert sum(replayed_dead.values()) == len(BAD)
-    # Host telemetry produces no output records yet: windows only.
-    assert set(by_topic) == {topics.scores, topics.predictions, topics.dlq}
+    replayed_alerts = {
+        (line["value"]["alert_id"], line["value"]["seq"]): strip(line["value"])
+        for line in lines
+        if line["topic"] == topics.alerts
+    }
+    assert set(by_topic) <= {topics.scores, topics.predictions, topics.dlq, topics.alerts}
+    assert all("anomaly_score" in line["value"] for line in lines if line["topic"] == topics.scores)
 
     for role in ("link", "host"):
         batch = [
@@ -140,7 +145,9 @@ def test_cli_replay_of_10000_messages_equals_the_worker(
             settings,
             outputs,
             until=lambda r: (
-                len(r[topics.predictions]) >= len(replayed) and len(r[topics.dlq]) >= len(BAD)
+                len(r[topics.predictions]) >= len(replayed)
+                and len(r[topics.dlq]) >= len(BAD)
+                and len(r[topics.alerts]) >= len(replayed_alerts)
             ),
             timeout_s=240,
             settle_s=3.0,
@@ -152,7 +159,12 @@ def test_cli_replay_of_10000_messages_equals_the_worker(
     mismatched = [pid for pid in replayed if replayed[pid] != streamed[pid]]
     assert mismatched == [], (replayed[mismatched[0]], streamed[mismatched[0]])
     assert Counter(dead_letter_body(v) for _, v in out[topics.dlq]) == replayed_dead
-    assert not out[topics.alerts] and not out[topics.workload] and not out[topics.scaling]
+    # The worker's alerts are the replay's, record for record (scores do not depend on
+    # how the stream was batched).
+    streamed_alerts = {(v["alert_id"], v["seq"]): strip(v) for _, v in out[topics.alerts]}
+    assert len(out[topics.alerts]) == len(streamed_alerts), "the worker sent an alert twice"
+    assert streamed_alerts == replayed_alerts
+    assert not out[topics.workload] and not out[topics.scaling]
 
     # Every host event reached its window: Redis holds each host's newest ones, in order.
     client = redis.Redis.from_url(settings.redis_dsn)
