@@ -82,10 +82,22 @@ ALERT = {
         "detectors": {"robust_z": 0.99},
     },
     "metrics": [
-        {"name": "cpu_pct", "value": 97.0, "expected": 41.0, "low": 35.0, "high": 48.0,
-         "contribution": 0.82},
-        {"name": "mem_pct", "value": 50.0, "expected": 50.0, "low": 45.0, "high": 55.0,
-         "contribution": 0.18},
+        {
+            "name": "cpu_pct",
+            "value": 97.0,
+            "expected": 41.0,
+            "low": 35.0,
+            "high": 48.0,
+            "contribution": 0.82,
+        },
+        {
+            "name": "mem_pct",
+            "value": 50.0,
+            "expected": 50.0,
+            "low": 45.0,
+            "high": 55.0,
+            "contribution": 0.18,
+        },
     ],
     "produced_at": PRODUCED,
 }
