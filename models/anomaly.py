@@ -437,10 +437,11 @@ def _baseline(
             if period <= 0:
                 continue
             rows = np.flatnonzero(periods[:, k] == period)
-            e = _season_residual(
-                values[:, k : k + 1], np.arange(len(values)), periods[:1, k : k + 1] * 0 + period
-            )
-            past = _windows(e, ends[rows], r.window)[:, 0, :]
+            # residuals of the values the windows cover, not of all the key keeps
+            offset = max(0, int(ends[rows].min()) - r.window)
+            span = np.arange(offset, int(ends[rows].max()))
+            e = _season_residual(values[:, k : k + 1], span, np.array([[period]]))
+            past = _windows(e, ends[rows] - offset, r.window)[:, 0, :]
             # the residuals the key had: from two periods after its oldest kept value
             oldest = ends[rows] - np.minimum(t[rows], r.window + 2 * int(period))
             first = oldest + 2 * int(period)
