@@ -59,10 +59,10 @@ from streams.records import MetricView
 
 from .anomaly_fitted import FittedDetectors, fit_detectors, hst_state, restore_hst
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 """Version of the state layout; a state of another version is dropped and relearned."""
 
-CHUNK = 128
+CHUNK = 32
 """Samples per persisted chunk of a key's histories."""
 
 PER_METRIC = (
@@ -515,9 +515,10 @@ def _short_means(q: np.ndarray, start: int, shorts: np.ndarray) -> np.ndarray:
     idx = np.arange(start, len(q)) + 1
     win = _windows(q, idx, longest)  # (m, detectors, longest)
     mask = np.arange(longest)[None, None, :] >= (longest - shorts)[None, :, None]
-    picked = np.where(mask, win, np.nan)
-    with np.errstate(all="ignore"):
-        return np.nanmean(picked, axis=-1)
+    valid = mask & ~np.isnan(win)
+    count = valid.sum(axis=-1)
+    total = np.where(valid, win, 0.0).sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 @dataclass(slots=True)
