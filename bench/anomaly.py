@@ -146,12 +146,13 @@ def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
 # -- 2. worker throughput -----------------------------------------------------------------
 
 
-def mixed(n: int) -> tuple[list[tuple[bytes, bytes, int]], list[tuple[bytes, bytes, int]]]:
-    per_key = n // (2 * KEYS)
-    hosts = {f"bh-{h}": normal_host(per_key, seed=h) for h in range(KEYS)}
+def mixed(
+    per_key: int, keys: int
+) -> tuple[list[tuple[bytes, bytes, int]], list[tuple[bytes, bytes, int]]]:
+    hosts = {f"bh-{h}": normal_host(per_key, seed=h) for h in range(keys)}
     links, host_msgs = [], []
     for i in range(per_key):
-        for k in range(KEYS):
+        for k in range(keys):
             link = f"bl-{k}"
             value = {
                 "event_id": f"{link}-{i}",
@@ -191,36 +192,52 @@ async def _committed(settings: Settings, topic: str) -> bool:
         await admin.close()
 
 
-async def worker_case(settings: Settings, n: int) -> float:
-    links, hosts = mixed(n)
-    interleaved = [m for pair in zip(links, hosts, strict=True) for m in pair]
-    expected = len(links) - KEYS * (WARM_UP - 1)
-    counter = asyncio.create_task(count_until(settings, settings.topics.predictions, expected, 900))
-    await asyncio.sleep(1.0)
-    started = time.time()
+async def _send(settings: Settings, messages: list[tuple[bytes, bytes, int]]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=1 << 20, acks=1
     )
     await producer.start()
     try:
-        for key, value, _ in interleaved:
+        for key, value, _ in messages:
             topic = settings.topics.link if key.startswith(b"bl-") else settings.topics.host
             await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
-    finished = await counter
-    deadline = time.monotonic() + 600
-    while not await _committed(settings, settings.topics.host):
+
+
+async def _drained(settings: Settings, topic: str) -> None:
+    deadline = time.monotonic() + 900
+    while not await _committed(settings, topic):
         if time.monotonic() > deadline:
-            msg = "the worker did not commit every host message in 600 s"
+            msg = f"the worker did not commit every {topic} message in 900 s"
             raise RuntimeError(msg)
         await asyncio.sleep(0.2)
+
+
+async def worker_case(settings: Settings, n: int, keys: int, warm_up: int) -> float:
+    """Samples/s of the timed part: ``n`` link + host samples after ``warm_up`` samples
+    per key that are sent, and fully processed, first (untimed)."""
+    per_key = warm_up + n // (2 * keys)
+    links, hosts = mixed(per_key, keys)
+    interleaved = [m for pair in zip(links, hosts, strict=True) for m in pair]
+    split = 2 * keys * warm_up
+    if split:
+        await _send(settings, interleaved[:split])
+        await _drained(settings, settings.topics.link)
+        await _drained(settings, settings.topics.host)
+    expected = len(links) - keys * (WARM_UP - 1)
+    counter = asyncio.create_task(count_until(settings, settings.topics.predictions, expected, 900))
+    await asyncio.sleep(1.0)
+    started = time.time()
+    await _send(settings, interleaved[split:])
+    finished = await counter
+    await _drained(settings, settings.topics.host)
     finished = max(finished, time.time())
-    return (len(links) + len(hosts)) / (finished - started)
+    return (len(interleaved) - split) / (finished - started)
 
 
-def worker_throughput(n: int, repeat: int) -> dict[str, list[float]]:
+def worker_throughput(n: int, repeat: int, keys: int, warm_up: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"anomaly-on": [], "anomaly-off": []}
     for r in range(repeat):
         for case in results:
@@ -232,7 +249,7 @@ def worker_throughput(n: int, repeat: int) -> dict[str, list[float]]:
             proc = start_worker(settings, log, env)
             try:
                 wait_healthy(settings, proc, timeout_s=120)
-                rate = asyncio.run(worker_case(settings, n))
+                rate = asyncio.run(worker_case(settings, n, keys, warm_up))
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -245,6 +262,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=40_000, help="link + host samples per run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keys", type=int, default=KEYS, help="links, and as many hosts")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        help="samples per key sent and processed before the timed part (0: young keys)",
+    )
     parser.add_argument(
         "--skip-worker",
         action="store_true",
@@ -262,13 +286,19 @@ def main() -> None:
         previous = json.loads(args.output.read_text())
         summary |= {k: v for k, v in previous.items() if k.startswith(("worker", "anomaly_cost"))}
     if not args.skip_worker:
-        runs = worker_throughput(args.samples, args.repeat)
+        runs = worker_throughput(args.samples, args.repeat, args.keys, args.warm_up)
         on = statistics.median(runs["anomaly-on"])
         off = statistics.median(runs["anomaly-off"])
         summary |= {
             "worker_samples_per_s_median": {"anomaly-on": on, "anomaly-off": off},
             "worker_samples_per_s_runs": runs,
             "anomaly_cost_pct_of_throughput": round(100 * (1 - on / off), 1),
+            "worker_traffic": {
+                "links": args.keys,
+                "hosts": args.keys,
+                "warm_up_samples_per_key": args.warm_up,
+                "timed_samples": args.samples,
+            },
             "target_pct": 30,
         }
     summary["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
