@@ -12,10 +12,13 @@ contribution):
 - ``iqr``: distance beyond the IQR fences of the same window (capped the same way);
 - ``forecast_residual``: the step from the last value against the typical step (the
   last value is the forecast), capped the same way;
-- ``seasonal_residual``: distance from the value one and two periods ago, the period
-  found by autocorrelation of the key's own history (0 without one);
+- ``seasonal_residual``: distance from the median of the values one, two and three
+  periods back, the period found by autocorrelation of the key's own history beyond
+  its first dip below zero (silent without one);
 - ``level_shift``: the median of the last ``shift_recent`` values against the window
-  before them; ``variance_change``: the log-ratio of recent to older step sizes;
+  before them; ``variance_change``: the log-ratio of recent to older step sizes
+  (averaged over the key's metrics: a change of variability is the key's, and the
+  largest of several metrics' sampling noise would be a noise detector);
 - ``half_space_trees``: River's Half-Space Trees learning online from the metrics
   scaled to [0, 1] by the key's recent range;
 - ``isolation_forest``, ``one_class_svm``, ``local_outlier_factor``: scikit-learn
@@ -27,15 +30,19 @@ Every detector's output is mapped to [0, 1]. The **likelihood step** then asks, 
 detector, how unusual the mean of its last few outputs is against the distribution of
 that mean over the key's last ``likelihood_history`` samples (Numenta's anomaly
 likelihood: a Gaussian tail, log-scaled). The ensemble score is the largest
-likelihood of the detectors in ``recipe.combine``; the confidence is the share of all
-detectors that agree with it. ``novacron eval anomalies`` measures the recipe on the
-Numenta Anomaly Benchmark (README, "Anomaly alerts").
+likelihood of the detectors in ``recipe.combine``, the learned ones speaking as one
+voice (``learned``: the mean of those that speak, weighted by ``recipe.weights``); the
+confidence is the share of all detectors that agree with it. The statistics of the
+``window`` (the baseline) are taken every ``baseline_every`` samples. ``novacron eval
+anomalies`` measures the recipe on the Numenta Anomaly Benchmark (README, "Anomaly
+alerts").
 
 Everything is computed for a run of a key's samples at once (vectorised over the run)
 and gives the same result however the samples are split into batches. A key's state
-is persisted in small fields: a header, the Half-Space Trees' masses, the fitted
-detectors (only when refitted) and its histories in chunks of ``CHUNK`` samples, of
-which a batch rewrites only those it touched.
+is persisted in small fields: a header, the Half-Space Trees' masses (once per
+``period_every`` samples; a restore relearns the samples since from the kept values),
+the fitted detectors (only when refitted) and its histories in chunks of ``CHUNK``
+samples, of which a batch rewrites only those it touched.
 """
 
 from __future__ import annotations
