@@ -153,7 +153,7 @@ class Recipe:
     fit_lag: int = 16
     fit_rows: int = 256
     hst_trees: int = 10
-    hst_height: int = 8
+    hst_height: int = 6
     hst_window: int = 250
 
     @property
