@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 from aiokafka import AIOKafkaProducer
 
 from agents.settings import Settings
@@ -77,6 +78,33 @@ async def stream_links(settings: Settings, rounds: int, per_second: float) -> li
     finally:
         await producer.stop()
     return sent
+
+
+def assert_every_event_learned(settings: Settings, sent: list[str]) -> None:
+    """Each link's anomaly state, stored with its window, has learned every event sent for
+    it exactly once (its sample count) and ends at the last one: nothing lost, nothing
+    learned twice, across the fault. Waits up to 30 s for the last batches to land."""
+    want: dict[str, tuple[int, str]] = {}
+    for event_id in sent:
+        link = event_id.rsplit("-", 1)[0]
+        count = want.get(link, (0, ""))[0]
+        want[link] = (count + 1, event_id)
+    client = redis.Redis.from_url(settings.redis_dsn)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            got = {}
+            for link in want:
+                key = f"{settings.redis_key_prefix}:state:link:{link}"
+                head = client.hget(key, "anomaly.head")
+                doc = orjson.loads(head) if head else {}
+                got[link] = (doc.get("t"), doc.get("upto"))
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        client.close()
+    assert got == want
 
 
 def healthz(settings: Settings) -> tuple[int, dict[str, Any]]:
@@ -170,6 +198,7 @@ def test_redis_stopped_for_10_s_mid_stream_loses_nothing(
 
         sent, health = asyncio.run(scenario())
         assert_every_event_predicted(sent, [v for _, v in predictions_of(settings, sent)])
+        assert_every_event_learned(settings, sent)
         # While Redis was down the worker said so, and waited instead of moving on.
         down = [body for status, body in health if status == 503]
         assert down, health
@@ -210,6 +239,7 @@ def test_worker_killed_with_kill_9_mid_stream_resumes_within_15_s(tmp_path: Path
         try:
             values = [v for _, v in predictions_of(settings, sent)]
             assert_every_event_predicted(sent, values)
+            assert_every_event_learned(settings, sent)
             after = sorted(v["produced_at"] for v in values if v["produced_at"] > restarted["at"])
             assert after, "no output after the restart"
             resumed = after[0] - restarted["at"]
@@ -263,6 +293,7 @@ def test_a_900_kb_poison_message_gives_one_dead_letter_that_fits(tmp_path: Path)
         assert_every_event_predicted(
             [s["event_id"] for s in good], [v for _, v in out[settings.topics.predictions]]
         )
+        assert_every_event_learned(settings, [s["event_id"] for s in good])
         assert proc.poll() is None
     finally:
         stop_worker(proc)
