@@ -377,7 +377,7 @@ def _raw_detectors(
     span = np.where(hi > lo, hi - lo, 1.0)
     scaled = np.clip((rows - lo) / span * 0.8 + 0.1, 0.0, 1.0)
     scaled = np.where(np.isnan(scaled), 0.5, scaled)
-    return _Raw(distances, expected, low, high, scaled), (int(tb[-1]), b.row(-1))
+    return _Raw(distances, expected, low, high, scaled), (int(tb[-1]), b.last())
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,8 +397,9 @@ class _Baseline:
     old_scale: np.ndarray
     old_step: np.ndarray
 
-    def row(self, i: int) -> _Baseline:
-        return _Baseline(*(getattr(self, f)[i : i + 1 if i != -1 else None] for f in _FIELDS))
+    def last(self) -> _Baseline:
+        """The newest point alone (what the next run starts from)."""
+        return _Baseline(*(getattr(self, f)[-1:] for f in _FIELDS))
 
     @staticmethod
     def stack(first: _Baseline, rest: _Baseline) -> _Baseline:

@@ -82,7 +82,7 @@ class ProfileResult:
     sweep: dict[float, float] = field(default_factory=dict)
 
 
-def _messages(series: LabelledSeries, root: Path) -> list[RawMessage]:
+def _messages(series: LabelledSeries) -> list[RawMessage]:
     key = series.name.removesuffix(".csv").replace("/", ".")
     out = []
     for row, (ts, value) in enumerate(zip(series.timestamps, series.values, strict=True)):
@@ -91,11 +91,11 @@ def _messages(series: LabelledSeries, root: Path) -> list[RawMessage]:
     return out
 
 
-async def _replay(settings: Settings, series: LabelledSeries, root: Path) -> SeriesRun:
+async def _replay(settings: Settings, series: LabelledSeries) -> SeriesRun:
     holder = ModelHolder(model_source(settings, "baseline"))
     store = InMemoryWindowStore(settings.window_size)
     pipeline = pipeline_for(settings, holder, store, time.time, with_scores=True)
-    messages = _messages(series, root)
+    messages = _messages(series)
     rows = {m.source.event_id(): i for i, m in enumerate(messages)}
     scores = np.zeros(len(messages))
     opened = np.zeros(len(messages), dtype=bool)
@@ -133,7 +133,7 @@ def replay_corpus(
     for series in corpus:
         if progress is not None:
             progress(series.name)
-        runs.append(asyncio.run(_replay(settings, series, root)))
+        runs.append(asyncio.run(_replay(settings, series)))
     return runs
 
 
