@@ -61,10 +61,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from river.anomaly import HalfSpaceTrees
 from scipy.special import erfc
 
-from streams.detector import AnomalyScore
+from streams.detector import AnomalyScore, KeyDetector
 from streams.records import MetricView
 
 from .anomaly_fitted import FittedDetectors, fit_detectors, hst_state, restore_hst
+from .anomaly_hst import CompiledHST, score_and_learn
 
 STATE_FORMAT = 3
 """Version of the state layout; a state of another version is dropped and relearned."""
@@ -185,21 +186,44 @@ def _seed(key: str) -> int:
 class History:
     """The newest ``capacity`` rows of a key's per-sample series, by global sample index,
     persisted in chunks of :data:`CHUNK` rows (a batch rewrites only the chunks it
-    touched)."""
+    touched). Rows are appended in place to a buffer with some room beyond
+    ``capacity``, moved to its front only when it fills."""
 
     def __init__(self, capacity: int, width: int) -> None:
         self.capacity = capacity
         self.width = width
-        self.rows = np.empty((0, width))
+        self._buffer = np.empty((0, width))
+        self._lo = self._hi = 0
         self.end = 0
         """Global index one past the newest row."""
         self.dumped = 0
         """``end`` at the last dump."""
 
+    @property
+    def rows(self) -> np.ndarray:
+        """The kept rows, oldest first (a view: valid until the next :meth:`extend`)."""
+        return self._buffer[self._lo : self._hi]
+
+    @rows.setter
+    def rows(self, rows: np.ndarray) -> None:
+        self._buffer = np.array(rows[-self.capacity :], dtype=np.float64).reshape(-1, self.width)
+        self._lo, self._hi = 0, len(self._buffer)
+
     def extend(self, rows: np.ndarray) -> None:
-        merged = np.vstack([self.rows, rows]) if len(self.rows) else rows
-        self.rows = merged[-self.capacity :].copy()
-        self.end += len(rows)
+        m = len(rows)
+        self.end += m
+        if m >= self.capacity:
+            self.rows = rows
+            return
+        if self._hi + m > len(self._buffer):
+            keep = self.rows[max(0, self._hi - self._lo + m - self.capacity) :]
+            room = self.capacity + 8 * CHUNK
+            buffer = np.empty((room, self.width))
+            buffer[: len(keep)] = keep
+            self._buffer, self._lo, self._hi = buffer, 0, len(keep)
+        self._buffer[self._hi : self._hi + m] = rows
+        self._hi += m
+        self._lo = max(self._lo, self._hi - self.capacity)
 
     def last(self, n: int) -> np.ndarray:
         return self.rows[max(0, len(self.rows) - n) :]
@@ -252,16 +276,20 @@ class History:
 # -- statistical detectors ----------------------------------------------------------
 
 
+def _ordered(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``w`` sorted over the last axis (NaN padding last) and their valid counts."""
+    return np.sort(w, axis=-1), w.shape[-1] - np.isnan(w).sum(axis=-1)
+
+
 def _median(w: np.ndarray) -> np.ndarray:
     """Median over the last axis, ignoring NaN padding (a young key's windows)."""
-    if not np.isnan(w).any():
-        return np.median(w, axis=-1)
-    return _sorted_quantile(np.sort(w, axis=-1), np.sum(~np.isnan(w), axis=-1), 0.5)
+    return _sorted_quantile(*_ordered(w), 0.5)
 
 
 def _sorted_quantile(ordered: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
     """Quantile ``q`` (linear, as numpy's default) of rows sorted with NaN last, ``n``
-    valid values each (NaN where none)."""
+    valid values each (NaN where none). Selection and one interpolation: exact whatever
+    the shape of the batch of rows."""
     pos = q * np.maximum(n - 1, 0)
     below = np.floor(pos).astype(np.int64)
     above = np.minimum(below + 1, np.maximum(n - 1, 0))
@@ -270,32 +298,81 @@ def _sorted_quantile(ordered: np.ndarray, n: np.ndarray, q: float) -> np.ndarray
     return np.where(n > 0, a + (b - a) * (pos - below), np.nan)
 
 
-def _spread(w: np.ndarray) -> np.ndarray:
-    """Range over the last axis, ignoring NaN padding."""
-    if np.isnan(w).any():
-        return np.nanmax(w, axis=-1) - np.nanmin(w, axis=-1)
-    return w.max(axis=-1) - w.min(axis=-1)
+def _sorted_range(ordered: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest valid value of sorted rows (NaN where none)."""
+    top = np.take_along_axis(ordered, np.maximum(n - 1, 0)[..., None], -1)[..., 0]
+    return np.where(n > 0, ordered[..., 0], np.nan), np.where(n > 0, top, np.nan)
 
 
-def _windows(series: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
-    """``series[e - length : e]`` for each ``e`` of ``ends`` (rows, metrics, length);
-    NaN where it would start before the series."""
-    ends = np.maximum(ends, 0)
-    if not len(ends):
-        return np.empty((0, series.shape[1], length))
-    lo = int(ends.min()) - length
-    part = series[max(lo, 0) : int(ends.max())]
-    if lo < 0:
-        part = np.vstack([np.full((-lo, series.shape[1]), np.nan), part])
-    view = sliding_window_view(part, length, axis=0)  # (windows, metrics, length)
-    return view[ends - int(ends.min())]
+@dataclass(slots=True)
+class _Tape:
+    """The runs of a batch's keys that report the same number of metrics, on one array:
+    per key, its kept values then its run's, right-aligned, NaN before its oldest value
+    (so that every window a detector takes is a slice, and a young key's is NaN-padded).
+    Rows of a key are contiguous and in order."""
+
+    values: np.ndarray
+    """(keys, positions, metrics)."""
+    steps: np.ndarray
+    """First differences of ``values`` (the first value's step is 0)."""
+    origin: np.ndarray
+    """Per key, the position of its oldest value."""
+    key: np.ndarray
+    """Per run row, its key."""
+    pos: np.ndarray
+    """Per run row, its position."""
+    t: np.ndarray
+    """Per run row, the key's sample count before it."""
+    periods: np.ndarray
+    """Per run row and metric, the period in force (0: none)."""
+
+    @classmethod
+    def build(
+        cls,
+        kept: Sequence[tuple[np.ndarray, np.ndarray]],
+        runs: Sequence[tuple[np.ndarray, np.ndarray]],
+        t0: Sequence[int],
+        r: Recipe,
+    ) -> _Tape:
+        """From each key's kept (values, steps) and run (values, steps)."""
+        width = runs[0][0].shape[1]
+        m = np.array([len(v) for v, _ in runs], dtype=np.int64)
+        n = np.array([len(v) for v, _ in kept], dtype=np.int64) + m
+        pad = r.window + max(r.shift_recent, r.variance_recent) + 1
+        length = pad + int(n.max())
+        values = np.full((len(runs), length, width), np.nan)
+        steps = np.full((len(runs), length, width), np.nan)
+        for k, ((kv, ks), (rv, rs)) in enumerate(zip(kept, runs, strict=True)):
+            lo, mid = length - n[k], length - m[k]
+            values[k, lo:mid], values[k, mid:] = kv, rv
+            steps[k, lo:mid], steps[k, mid:] = ks, rs
+        key = np.repeat(np.arange(len(runs)), m)
+        j = np.arange(len(key)) - np.repeat(np.cumsum(m) - m, m)
+        return cls(
+            values,
+            steps,
+            length - n,
+            key,
+            (length - m)[key] + j,
+            np.asarray(t0, dtype=np.int64)[key] + j,
+            np.zeros((len(key), width), dtype=np.int64),
+        )
+
+    def windows(
+        self, series: np.ndarray, key: np.ndarray, ends: np.ndarray, length: int
+    ) -> np.ndarray:
+        """``series[key, e - length : e]`` per row (rows, metrics, length)."""
+        return sliding_window_view(series, length, axis=1)[key, ends - length]
 
 
 @dataclass(frozen=True, slots=True)
 class _Raw:
-    """Per-metric detector distances of a run of rows, and what the alerts show."""
+    """Per-metric detector distances of a tape's run rows, and what the alerts show."""
 
     distances: dict[str, np.ndarray]
+    rows: np.ndarray
+    previous: np.ndarray
+    """Each row's previous value (its own for a key's first sample)."""
     expected: np.ndarray
     low: np.ndarray
     high: np.ndarray
@@ -304,61 +381,75 @@ class _Raw:
 
 
 def _raw_detectors(
-    values: np.ndarray,
-    steps: np.ndarray,
-    start: int,
-    t0: int,
-    periods: np.ndarray,
-    r: Recipe,
-    cached: tuple[int, _Baseline] | None,
-) -> tuple[_Raw, tuple[int, _Baseline]]:
-    """Distances of rows ``values[start:]`` (the key's ``t0``-th sample onwards) from
-    what the key's history expects.
+    tape: _Tape, r: Recipe, cached: Sequence[tuple[int, _Baseline] | None]
+) -> tuple[_Raw, list[tuple[int, _Baseline]]]:
+    """Distances of a tape's run rows from what their key's history expects.
 
-    ``values`` holds the key's kept values then the run's; ``steps`` the matching
-    first differences; ``periods`` the period in force per row and metric. The
-    history's statistics over ``window`` values (its baseline) are taken every
+    The history's statistics over ``window`` values (its baseline) are taken every
     ``baseline_every`` samples: a sample is compared with the baseline of the window
-    before the last multiple of ``baseline_every`` at or before it. ``cached`` is the
-    last baseline computed (the key's sample count there, and it); the newest one is
-    returned with the distances, for the next run.
+    before the last multiple of ``baseline_every`` at or before it. ``cached``: per
+    key, the last baseline computed (the key's sample count there, and it); the
+    newest per key is returned with the distances, for the next run.
     """
-    m = len(values) - start
-    idx = np.arange(start, len(values))
-    t = t0 + np.arange(m)
+    key, pos, t, periods = tape.key, tape.pos, tape.t, tape.periods
+    values, origin = tape.values, tape.origin
     lag = t % r.baseline_every
-    base, first, inverse = np.unique(idx - lag, return_index=True, return_inverse=True)
-    tb = (t - lag)[first]
-    if cached is not None and cached[0] == tb[0]:
-        b = cached[1]
-        if len(base) > 1:
-            b = _Baseline.stack(
-                b, _baseline(values, steps, base[1:], tb[1:], periods[first[1:]], r)
-            )
-    else:
-        b = _baseline(values, steps, base, tb, periods[first], r)
-    med, scale, spread = b.med[inverse], b.scale[inverse], b.spread[inverse]
-    q1, q3, lo, hi = b.q1[inverse], b.q3[inverse], b.lo[inverse], b.hi[inverse]
-    rows = values[start:]
+    tb = t - lag
+    starts = np.r_[True, (key[1:] != key[:-1]) | (tb[1:] != tb[:-1])]
+    first = np.flatnonzero(starts)  # each baseline point's first row
+    point = np.cumsum(starts) - 1
+    pk, ptb = key[first], tb[first]
+    key_first = np.r_[True, pk[1:] != pk[:-1]]
+    reuse = np.array(
+        [
+            bool(kf) and (c := cached[k]) is not None and c[0] == b
+            for kf, k, b in zip(key_first, pk.tolist(), ptb.tolist(), strict=True)
+        ],
+        dtype=bool,
+    )
+    fresh = np.flatnonzero(~reuse)
+    computed = (
+        _baseline(tape, pk[fresh], (pos - lag)[first[fresh]], ptb[fresh], periods[first[fresh]], r)
+        if len(fresh)
+        else None
+    )
+    table = []
+    for f in _FIELDS:
+        column = np.empty((len(first), values.shape[2]))
+        if computed is not None:
+            column[fresh] = getattr(computed, f)
+        for i in np.flatnonzero(reuse).tolist():
+            column[i] = getattr(cached[pk[i]][1], f)[0]  # type: ignore[index]
+        table.append(column)
+    b = _Baseline(*table)
+    key_last = np.r_[pk[1:] != pk[:-1], True]
+    newest = {int(pk[i]): (int(ptb[i]), b.row(i)) for i in np.flatnonzero(key_last).tolist()}
+    med, scale, spread = b.med[point], b.scale[point], b.spread[point]
+    q1, q3, lo, hi = b.q1[point], b.q3[point], b.lo[point], b.hi[point]
+    rows = values[key, pos]
     z = np.abs(rows - med) / scale
     iqr = q3 - q1
     beyond = np.maximum(0.0, np.maximum(rows - (q3 + 1.5 * iqr), (q1 - 1.5 * iqr) - rows))
     fence = beyond / np.maximum(iqr, scale)
-    residual = np.abs(steps[start:]) / b.step_scale[inverse]
-    seasonal = np.abs(_season_residual(values, idx, periods)) / b.season_scale[inverse]
+    residual = np.abs(tape.steps[key, pos]) / b.step_scale[point]
+    metric = np.arange(values.shape[2])[None, :]
+    season = _season_residual_at(
+        values, key[:, None], pos[:, None], periods, origin[key][:, None], metric
+    )
+    seasonal = np.abs(season) / b.season_scale[point]
     seasonal = np.where((periods > 0) & (t >= 32)[:, None], seasonal, np.nan)
     capped = np.where(np.isnan(seasonal), np.inf, seasonal)
     k = r.shift_recent
-    recent = _median(_windows(values, idx + 1, k))
-    shift = np.where(((t + 1 - k) > 0)[:, None], np.abs(recent - b.old_med[inverse]), 0.0)
-    shift = shift / b.old_scale[inverse]
+    recent = _median(tape.windows(values, key, pos + 1, k))
+    shift = np.where(((t + 1 - k) > 0)[:, None], np.abs(recent - b.old_med[point]), 0.0)
+    shift = shift / b.old_scale[point]
     k2 = r.variance_recent
-    s_recent = _median(np.abs(_windows(steps, idx + 1, k2 - 1)))
+    s_recent = _median(np.abs(tape.windows(tape.steps, key, pos + 1, k2 - 1)))
     floor = 0.01 * spread + 1e-9
-    change = np.abs(np.log((s_recent + floor) / (b.old_step[inverse] + floor)))
+    change = np.abs(np.log((s_recent + floor) / (b.old_step[point] + floor)))
     change = np.maximum(change - r.variance_deadband, 0.0)
     variance = np.where(((t + 1 - k2) > 1)[:, None], change, 0.0)
-    ready = (np.minimum(tb[inverse], r.window) >= r.min_history)[:, None]
+    ready = (np.minimum(tb, r.window) >= r.min_history)[:, None]
     distances = {
         "robust_z": np.minimum(z, capped),
         "iqr": np.minimum(fence, capped),
@@ -370,19 +461,22 @@ def _raw_detectors(
     for name, v in distances.items():
         silent = np.nan if name == "seasonal_residual" else 0.0
         distances[name] = np.where(ready & np.isfinite(v), v, silent)
-    previous = values[idx - 1] if start > 0 else np.vstack([rows[:1], rows[:-1]])
+    previous = np.where((pos - 1 >= origin[key])[:, None], values[key, pos - 1], rows)
     expected = np.where(ready, previous, rows)
     low = np.where(ready, np.maximum(q1 - 1.5 * iqr, lo), rows)
     high = np.where(ready, np.minimum(q3 + 1.5 * iqr, hi), rows)
     span = np.where(hi > lo, hi - lo, 1.0)
     scaled = np.clip((rows - lo) / span * 0.8 + 0.1, 0.0, 1.0)
     scaled = np.where(np.isnan(scaled), 0.5, scaled)
-    return _Raw(distances, expected, low, high, scaled), (int(tb[-1]), b.last())
+    keys = len(tape.origin)
+    return _Raw(distances, rows, previous, expected, low, high, scaled), [
+        newest[k] for k in range(keys)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class _Baseline:
-    """A key's history statistics at baseline points (rows: points, columns: metrics)."""
+    """History statistics at baseline points (rows: points, columns: metrics)."""
 
     med: np.ndarray
     scale: np.ndarray
@@ -397,13 +491,9 @@ class _Baseline:
     old_scale: np.ndarray
     old_step: np.ndarray
 
-    def last(self) -> _Baseline:
-        """The newest point alone (what the next run starts from)."""
-        return _Baseline(*(getattr(self, f)[-1:] for f in _FIELDS))
-
-    @staticmethod
-    def stack(first: _Baseline, rest: _Baseline) -> _Baseline:
-        return _Baseline(*(np.vstack([getattr(first, f), getattr(rest, f)]) for f in _FIELDS))
+    def row(self, i: int) -> _Baseline:
+        """Point ``i`` alone (what a key's next run starts from)."""
+        return _Baseline(*(getattr(self, f)[i : i + 1].copy() for f in _FIELDS))
 
 
 _FIELDS = (
@@ -413,81 +503,78 @@ _FIELDS = (
 
 
 def _baseline(
-    values: np.ndarray,
-    steps: np.ndarray,
+    tape: _Tape,
+    key: np.ndarray,
     ends: np.ndarray,
     t: np.ndarray,
     periods: np.ndarray,
     r: Recipe,
 ) -> _Baseline:
-    """Statistics of the ``window`` values (and steps) before each of ``ends`` (indexes
-    into ``values``; ``t``: the key's sample count there)."""
-    win = _windows(values, ends, r.window)
-    med = _median(win)
-    spread = _spread(win)
-    with np.errstate(all="ignore"):
-        if np.isnan(win).any():
-            ordered, n = np.sort(win, axis=-1), np.sum(~np.isnan(win), axis=-1)
-            q1, q3 = _sorted_quantile(ordered, n, 0.25), _sorted_quantile(ordered, n, 0.75)
-            lo, hi = np.nanmin(win, axis=-1), np.nanmax(win, axis=-1)
-        else:
-            q1, q3 = np.percentile(win, [25.0, 75.0], axis=-1)
-            lo, hi = win.min(axis=-1), win.max(axis=-1)
+    """Statistics of the ``window`` values (and steps) of ``key`` before each of ``ends``
+    (tape positions; ``t``: the key's sample count there), all points at once. One sort
+    per window gives its median, quartiles and range."""
+    values, steps = tape.values, tape.steps
+    win = tape.windows(values, key, ends, r.window)
+    ordered, n = _ordered(win)
+    med = _sorted_quantile(ordered, n, 0.5)
+    q1, q3 = _sorted_quantile(ordered, n, 0.25), _sorted_quantile(ordered, n, 0.75)
+    lo, hi = _sorted_range(ordered, n)
+    spread = hi - lo
     floor = 1e-9 + 1e-6 * np.abs(med)
     scale = np.maximum(
         np.maximum(_median(np.abs(win - med[..., None])) * 1.4826, 0.01 * spread), floor
     )
-    step_med = _median(np.abs(_windows(steps, ends, r.window)))
+    step_med = _median(np.abs(tape.windows(steps, key, ends, r.window)))
     step_scale = np.maximum(np.maximum(step_med * 1.4826, 0.01 * spread), floor)
-    season_scale = np.full_like(med, np.nan)
-    for k in range(values.shape[1]):
-        for period in np.unique(periods[:, k]):
-            if period <= 0:
-                continue
-            rows = np.flatnonzero(periods[:, k] == period)
-            # residuals of the values the windows cover, not of all the key keeps
-            offset = max(0, int(ends[rows].min()) - r.window)
-            span = np.arange(offset, int(ends[rows].max()))
-            e = _season_residual(values[:, k : k + 1], span, np.array([[period]]))
-            past = _windows(e, ends[rows] - offset, r.window)[:, 0, :]
-            # the residuals the key had: from two periods after its oldest kept value
-            oldest = ends[rows] - np.minimum(t[rows], r.window + 2 * int(period))
-            first = oldest + 2 * int(period)
-            pos = ends[rows, None] - r.window + np.arange(r.window)[None, :]
-            past = np.where(pos >= first[:, None], past, np.nan)
-            med_e = _median(np.abs(past))
-            season_scale[rows, k] = np.maximum(
-                np.maximum(med_e * 1.4826, 0.01 * spread[rows, k]), floor[rows, k]
-            )
+    # the seasonal residuals the window's values had, from two periods after the key's
+    # oldest kept value (a reference needs two periods back)
+    p = periods[:, :, None]
+    pos = (ends[:, None] - r.window + np.arange(r.window)[None, :])[:, None, :]
+    first = ends[:, None, None] - np.minimum(t[:, None, None], r.window + 2 * p) + 2 * p
+    metric = np.arange(values.shape[2])[None, :, None]
+    origin = tape.origin[key][:, None, None]
+    past = _season_residual_at(values, key[:, None, None], pos, p, origin, metric)
+    past = np.where(pos >= first, past, np.nan)
+    season_scale = np.maximum(np.maximum(_median(np.abs(past)) * 1.4826, 0.01 * spread), floor)
+    season_scale = np.where(periods > 0, season_scale, np.nan)
     kr = r.shift_recent
-    old = _windows(values, ends + 1 - kr, r.window)
-    old_med = _median(old)
+    old = tape.windows(values, key, ends + 1 - kr, r.window)
+    old_ordered, old_n = _ordered(old)
+    old_med = _sorted_quantile(old_ordered, old_n, 0.5)
+    old_lo, old_hi = _sorted_range(old_ordered, old_n)
     old_scale = np.maximum(
-        np.maximum(_median(np.abs(old - old_med[..., None])) * 1.4826, 0.01 * _spread(old)),
+        np.maximum(_median(np.abs(old - old_med[..., None])) * 1.4826, 0.01 * (old_hi - old_lo)),
         1e-9 + 1e-6 * np.abs(old_med),
     )
-    old_step = _median(np.abs(_windows(steps, ends + 1 - r.variance_recent, r.window - 1)))
+    old_step = _median(np.abs(tape.windows(steps, key, ends + 1 - r.variance_recent, r.window - 1)))
     return _Baseline(
         med, scale, spread, q1, q3, lo, hi, step_scale, season_scale, old_med, old_scale, old_step
     )
 
 
-def _season_residual(values: np.ndarray, idx: np.ndarray, periods: np.ndarray) -> np.ndarray:
-    """``x`` minus its seasonal reference at ``idx`` per metric: the median of the values
-    one, two and three periods back (the mean of two while only two exist; NaN before),
-    so that one past incident does not echo a period later."""
-    p = periods.astype(np.int64)
-    out = np.full((len(idx), values.shape[1]), np.nan)
-    for k in range(values.shape[1]):
-        pk = p[:, k] if p.shape[0] == len(idx) else np.full(len(idx), p[0, k])
-        two = (pk > 0) & (idx - 2 * pk >= 0)
-        three = two & (idx - 3 * pk >= 0)
-        i, pp = idx[two], pk[two]
-        out[two, k] = values[i, k] - 0.5 * (values[i - pp, k] + values[i - 2 * pp, k])
-        i, pp = idx[three], pk[three]
-        back = np.stack([values[i - pp, k], values[i - 2 * pp, k], values[i - 3 * pp, k]])
-        out[three, k] = values[i, k] - np.median(back, axis=0)
-    return out
+def _season_residual_at(
+    values: np.ndarray,
+    key: np.ndarray,
+    pos: np.ndarray,
+    p: np.ndarray,
+    origin: np.ndarray,
+    metric: np.ndarray,
+) -> np.ndarray:
+    """``values[key, pos, metric]`` minus its seasonal reference (the arguments broadcast
+    together; ``p``: the period, 0 for none; ``origin``: the key's oldest position): the
+    median of the values one, two and three periods back (the mean of two while only
+    two exist; NaN before), so that one past incident does not echo a period later."""
+    key, pos, p, origin, metric = np.broadcast_arrays(key, pos, p, origin, metric)
+    last = values.shape[1] - 1
+    two = (p > 0) & (pos - 2 * p >= origin) & (pos <= last)
+    three = two & (pos - 3 * p >= origin)
+
+    def at(back: int) -> np.ndarray:
+        return values[key, np.clip(pos - back * p, 0, last), metric]
+
+    x0, x1, x2, x3 = at(0), at(1), at(2), at(3)
+    mid = np.maximum(np.minimum(x1, x2), np.minimum(np.maximum(x1, x2), x3))
+    return np.where(three, x0 - mid, np.where(two, x0 - 0.5 * (x1 + x2), np.nan))
 
 
 def _period(series: np.ndarray, r: Recipe) -> int:
@@ -516,17 +603,45 @@ def _period(series: np.ndarray, r: Recipe) -> int:
 # -- likelihood ---------------------------------------------------------------------
 
 
-def _short_means(q: np.ndarray, start: int, shorts: np.ndarray) -> np.ndarray:
-    """Per row of ``q[start:]`` and detector, the mean of its last ``shorts[k]`` outputs
-    (fewer for a key's first rows: NaN padding is ignored)."""
+def _short_means(
+    kept: Sequence[np.ndarray],
+    outputs: np.ndarray,
+    key: np.ndarray,
+    j: np.ndarray,
+    shorts: np.ndarray,
+) -> np.ndarray:
+    """Per row of ``outputs`` (rows of a key contiguous and in order, ``j``: the row's
+    place in its key's run; ``kept``: per key, its outputs before them) and detector,
+    the mean of its last ``shorts[k]`` outputs (fewer for a key's first rows: NaN, a
+    sample the detector did not speak on, is ignored)."""
     longest = int(shorts.max())
-    idx = np.arange(start, len(q)) + 1
-    win = _windows(q, idx, longest)  # (m, detectors, longest)
-    mask = np.arange(longest)[None, None, :] >= (longest - shorts)[None, :, None]
-    valid = mask & ~np.isnan(win)
+    before = longest - 1
+    runs = np.bincount(key, minlength=len(kept))
+    tape = np.full((len(kept), before + int(runs.max()), outputs.shape[1]), np.nan)
+    for k, rows in enumerate(kept):
+        tail = rows[len(rows) - min(len(rows), before) :]
+        tape[k, before - len(tail) : before] = tail
+    tape[key, before + j] = outputs
+    win = sliding_window_view(tape, longest, axis=1)[key, j]  # (rows, detectors, longest)
+    valid = (np.arange(longest)[None, :] >= (longest - shorts)[:, None]) & ~np.isnan(win)
+    total = np.zeros(outputs.shape)
+    for i in range(longest):  # in order: the same sum however the rows were batched
+        total = total + np.where(valid[..., i], win[..., i], 0.0)
     count = valid.sum(axis=-1)
-    total = np.where(valid, win, 0.0).sum(axis=-1)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _level(
+    total: np.ndarray, total_sq: np.ndarray, count: np.ndarray, current: np.ndarray, r: Recipe
+) -> np.ndarray:
+    """Log-scaled likelihood of short means ``current`` against the sums of those before."""
+    mu = total / np.maximum(count, 1)
+    var = np.maximum(total_sq / np.maximum(count, 1) - mu * mu, 0.0)
+    mu = np.maximum(mu, 0.03)
+    sd = np.sqrt(np.maximum(var, 3e-4))
+    tail = 0.5 * erfc((current - mu) / sd / math.sqrt(2.0))
+    level = np.minimum(1.0, np.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR)
+    return np.where((count >= r.likelihood_min) & ~np.isnan(current), level, 0.0)
 
 
 @dataclass(slots=True)
@@ -545,23 +660,19 @@ class _ScoreHistory:
         return cls(np.zeros(detectors), np.zeros(detectors), np.zeros(detectors, dtype=np.int64))
 
     def likelihoods(self, means: np.ndarray, start: int, t0: int, r: Recipe) -> np.ndarray:
-        """Log-scaled likelihood of each row of ``means[start:]`` (the key's ``t0``-th
-        sample on) against the short means before it; advances the sums past them."""
+        """Likelihood of each row of ``means[start:]`` (the key's ``t0``-th sample on)
+        against the short means before it, one row at a time; advances the sums past
+        them. A mean leaves the sums ``likelihood_history`` samples after it entered
+        (none that the key no longer keeps: a re-baselined key's earlier ones never
+        entered)."""
         length = r.likelihood_history
         m = len(means) - start
         out = np.zeros((m, means.shape[1]))
         for j in range(m):
             g, t = start + j, t0 + j
-            n = self.count
-            mu = self.total / np.maximum(n, 1)
-            var = np.maximum(self.total_sq / np.maximum(n, 1) - mu * mu, 0.0)
-            mu = np.maximum(mu, 0.03)
-            sd = np.sqrt(np.maximum(var, 3e-4))
             current = means[g]
-            tail = 0.5 * erfc((current - mu) / sd / math.sqrt(2.0))
-            level = np.minimum(1.0, np.log(1.0000000001 - (1.0 - tail)) / _LOG_DENOMINATOR)
-            out[j] = np.where((n >= r.likelihood_min) & ~np.isnan(current), level, 0.0)
-            self._push(current, means[g - length] if t >= length else None)
+            out[j] = _level(self.total, self.total_sq, self.count, current, r)
+            self._push(current, means[g - length] if g >= length else None)
             if (t + 1) % length == 0:
                 self._refresh(means[max(0, g + 1 - length) : g + 1])
         return out
@@ -582,6 +693,69 @@ class _ScoreHistory:
         self.total = clean.sum(axis=0)
         self.total_sq = (clean * clean).sum(axis=0)
         self.count = np.sum(~np.isnan(window), axis=0)
+
+
+def _likelihoods(
+    histories: Sequence[_ScoreHistory],
+    kept: Sequence[np.ndarray],
+    means: np.ndarray,
+    key: np.ndarray,
+    j: np.ndarray,
+    t: np.ndarray,
+    r: Recipe,
+) -> np.ndarray:
+    """:meth:`_ScoreHistory.likelihoods` for the rows of many keys at once (rows of a key
+    contiguous and in order; ``kept``: per key, its short means before them). The running
+    sums are cumulative sums in the same order as one row at a time, so the results are
+    the same; a key whose run reaches a recomputation of its sums goes row by row."""
+    length = r.likelihood_history
+    out = np.zeros_like(means)
+    runs = np.bincount(key, minlength=len(histories))
+    starts = np.cumsum(runs) - runs
+    stepwise = np.zeros(len(histories), dtype=bool)
+    stepwise[key[(t + 1) % length == 0]] = True
+    leaving = np.full_like(means, np.nan)
+    for k, rows in enumerate(kept):
+        if not runs[k]:
+            continue
+        at = slice(starts[k], starts[k] + runs[k])
+        if stepwise[k]:
+            all_means = np.vstack([rows, means[at]])
+            out[at] = histories[k].likelihoods(all_means, len(rows), int(t[starts[k]]), r)
+            continue
+        back = len(rows) + np.arange(runs[k]) - length  # index into rows, then the run's
+        old = (back >= 0) & (back < len(rows))
+        leaving[at][old] = rows[back[old]]
+        new = back >= len(rows)
+        leaving[at][new] = means[at][back[new] - len(rows)]
+    fast = ~stepwise[key]
+    if not fast.any():
+        return out
+    width = int(runs[~stepwise].max())
+    # per key: its sums, then per row the mean entering and the one leaving (negated)
+    seq_total = np.zeros((len(histories), 1 + 2 * width, means.shape[1]))
+    seq_sq = np.zeros_like(seq_total)
+    seq_count = np.zeros(seq_total.shape, dtype=np.int64)
+    for k, h in enumerate(histories):
+        seq_total[k, 0], seq_sq[k, 0], seq_count[k, 0] = h.total, h.total_sq, h.count
+    rows_k, rows_j, current, gone = key[fast], j[fast], means[fast], leaving[fast]
+    ok, left = ~np.isnan(current), ~np.isnan(gone)
+    seq_total[rows_k, 1 + 2 * rows_j] = np.where(ok, current, 0.0)
+    seq_total[rows_k, 2 + 2 * rows_j] = -np.where(left, gone, 0.0)
+    seq_sq[rows_k, 1 + 2 * rows_j] = np.where(ok, current * current, 0.0)
+    seq_sq[rows_k, 2 + 2 * rows_j] = -np.where(left, gone * gone, 0.0)
+    seq_count[rows_k, 1 + 2 * rows_j] = ok
+    seq_count[rows_k, 2 + 2 * rows_j] = -left.astype(np.int64)
+    total, total_sq = np.cumsum(seq_total, axis=1), np.cumsum(seq_sq, axis=1)
+    count = np.cumsum(seq_count, axis=1)
+    before = (rows_k, 2 * rows_j)
+    out[fast] = _level(total[before], total_sq[before], count[before], current, r)
+    for k in np.flatnonzero(~stepwise & (runs > 0)).tolist():
+        end = 2 * int(runs[k])
+        histories[k].total = total[k, end].copy()
+        histories[k].total_sq = total_sq[k, end].copy()
+        histories[k].count = count[k, end].copy()
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,7 +811,7 @@ class KeyEnsemble:
         self.combine = [DETECTORS.index(name) for name in recipe.combine]
         self.weights = np.array([recipe.weights.get(name, 1.0) for name in recipe.combine])
         self.periods = np.zeros(d, dtype=np.int64)
-        self.hst: HalfSpaceTrees | None = None
+        self.hst: CompiledHST | None = None
         self.fitted: FittedDetectors | None = None
         self.fit_at = 0
         self.pending_at: int | None = None
@@ -652,16 +826,23 @@ class KeyEnsemble:
         self, event_ids: Sequence[str], samples: Sequence[Mapping[str, float]]
     ) -> list[AnomalyScore]:
         """Score a run of the key's samples in order, learning from each after it."""
-        out: list[AnomalyScore] = []
-        start = 0
+        return score_runs([(self, event_ids, samples)])[0]
+
+    def _accept(self, samples: Sequence[Mapping[str, float]]) -> int:
+        """How many of ``samples`` (from the first) the key scores with its metrics; a
+        first sample with a metric it never reported restarts its learning with it."""
+
+        def present(values: Mapping[str, float]) -> set[str]:
+            return {k for k, v in values.items() if not math.isnan(v)}
+
+        names = set(self.names)
+        if not present(samples[0]) <= names:
+            self.__init__(self.key, self.recipe, tuple(sorted(names | present(samples[0]))))  # type: ignore[misc]
+            names = set(self.names)
         for i, values in enumerate(samples):
-            present = {k for k, v in values.items() if not math.isnan(v)}
-            if not present <= set(self.names):
-                out += self._run(event_ids[start:i], samples[start:i])
-                self.__init__(self.key, self.recipe, tuple(sorted(set(self.names) | present)))  # type: ignore[misc]
-                start = i
-        out += self._run(event_ids[start:], samples[start:])
-        return out
+            if not present(values) <= names:
+                return i
+        return len(samples)
 
     def _rows(self, samples: Sequence[Mapping[str, float]]) -> np.ndarray:
         """The samples as rows in ``names`` order; an absent metric repeats its last value."""
@@ -675,25 +856,18 @@ class KeyEnsemble:
             last = rows[i]
         return rows
 
-    def _run(
-        self, event_ids: Sequence[str], samples: Sequence[Mapping[str, float]]
-    ) -> list[AnomalyScore]:
-        if not samples:
-            return []
+    def _advance(
+        self, values: np.ndarray, m: int
+    ) -> tuple[np.ndarray, list[FittedDetectors | None]]:
+        """Per row of the run (the last ``m`` of ``values``, the key's kept values then the
+        run's), the periods in force and the fit that scores it: periods are estimated,
+        fits requested and activated on the way."""
         r = self.recipe
-        rows = self._rows(samples)
-        m = len(rows)
-        kept = self.values.rows
-        values = np.vstack([kept, rows]) if len(kept) else rows
-        start = len(kept)
-        previous = np.vstack([kept[-1:], rows[:-1]]) if start else np.vstack([rows[:1], rows[:-1]])
-        steps_new = rows - previous
-        steps = np.vstack([self.steps.rows, steps_new]) if start else steps_new
-        t0 = self.t
+        start = len(values) - m
         periods = np.empty((m, len(self.names)), dtype=np.int64)
         fits: list[FittedDetectors | None] = []
         for j in range(m):
-            t = t0 + j
+            t = self.t + j
             if t % r.period_every == 0 and t >= 64:
                 history = values[max(0, start + j - r.period_history) : start + j]
                 self.periods = np.array([_period(history[:, k], r) for k in range(len(self.names))])
@@ -702,95 +876,7 @@ class KeyEnsemble:
             fits.append(self.fitted)
             if self._fit_due(t + 1):
                 self._request_fit(values[: start + j + 1], t + 1)
-        with warnings.catch_warnings():
-            # a young key's windows are NaN-padded; all-NaN slices are masked below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            raw, self._baseline = _raw_detectors(
-                values, steps, start, t0, periods, r, self._baseline
-            )
-            scaled = raw.scaled
-        q = {
-            name: 1.0 - np.exp(-np.nan_to_num(dist) / r.squash)
-            for name, dist in raw.distances.items()
-        }
-        per_metric = np.stack([q[name] for name in PER_METRIC])  # (detectors, m, d)
-        share = per_metric.mean(axis=0)
-        totals = share.sum(axis=1, keepdims=True)
-        contributions = np.where(
-            totals > 0, share / np.where(totals > 0, totals, 1.0), 1.0 / len(self.names)
-        )
-        fitted_q = _fitted_scores(fits, rows, previous)
-        online = np.zeros(m)
-        for j in range(m):
-            features = dict(zip(self.names, scaled[j].tolist(), strict=True))
-            if self.hst is None:
-                self.hst = self._new_hst()
-            else:
-                online[j] = self.hst.score_one(features)
-            self.hst.learn_one(features)
-        t_rows = t0 + np.arange(m)
-        ready = t_rows >= r.min_history
-        has_fit = np.array([f is not None for f in fits])
-        speaking = np.repeat(ready[:, None], len(DETECTORS), axis=1)
-        speaking[:, PER_METRIC.index("seasonal_residual")] &= ~np.isnan(
-            raw.distances["seasonal_residual"]
-        ).all(axis=1)
-        speaking[:, len(PER_METRIC)] &= t_rows >= r.hst_window
-        speaking[:, len(PER_METRIC) + 1 :] &= has_fit[:, None]
-        outputs = np.full((m, len(DETECTORS)), np.nan)
-        for k, name in enumerate(PER_METRIC):
-            # a change of variability is judged on the key as a whole: each metric's
-            # sampling noise would otherwise make the largest of them a noise detector
-            reduce = np.mean if name == "variance_change" else np.max
-            outputs[:, k] = reduce(q[name], axis=1)
-        outputs[:, len(PER_METRIC)] = online
-        for k, name in enumerate(FITTED, start=len(PER_METRIC) + 1):
-            outputs[:, k] = [row.get(name, np.nan) for row in fitted_q]
-        outputs[~speaking] = np.nan
-        group = [DETECTORS.index(name) for name in LEARNED]
-        speaking[:, -1] = speaking[:, group].any(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            outputs[:, -1] = np.nanmean(outputs[:, group], axis=1)
-        kept_q = self.outputs.rows
-        all_q = np.vstack([kept_q, outputs]) if len(kept_q) else outputs
-        with warnings.catch_warnings():
-            # a detector's outputs are NaN where it did not speak; it is judged on its own
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means_new = _short_means(all_q, len(kept_q), self.shorts)
-            kept_means = self.short_means.rows
-            all_means = np.vstack([kept_means, means_new]) if len(kept_means) else means_new
-            levels = self.score_history.likelihoods(all_means, len(kept_means), t0, r)
-        levels[~speaking] = 0.0
-        score = (levels[:, self.combine] * self.weights).max(axis=1)
-        verdict = score >= 0.5
-        agree = np.sum(((levels >= 0.5) == verdict[:, None]) & speaking, axis=1)
-        confidence = np.where(ready, agree / np.maximum(speaking.sum(axis=1), 1), 1.0)
-        out: list[AnomalyScore] = []
-        for j in range(m):
-            detectors = (
-                {name: float(outputs[j, k]) for k, name in enumerate(DETECTORS) if speaking[j, k]}
-                if ready[j]
-                else {}
-            )
-            out.append(
-                AnomalyScore(
-                    score=float(score[j]),
-                    raw=float(outputs[j, speaking[j]].mean()) if speaking[j].any() else 0.0,
-                    confidence=float(confidence[j]),
-                    detectors=detectors,
-                    metrics=_LazyViews(raw, rows, contributions, j, self.names),
-                    fitted=bool(has_fit[j]),
-                    history=t0 + j,
-                )
-            )
-        self.outputs.extend(outputs)
-        self.short_means.extend(means_new)
-        self.values.extend(rows)
-        self.steps.extend(steps_new)
-        self.t += m
-        self.upto = event_ids[-1]
-        return out
+        return periods, fits
 
     # -- learning --------------------------------------------------------------------
 
@@ -878,10 +964,10 @@ class KeyEnsemble:
         due = self._hst_saved is None or self.t // every != self._hst_saved // every
         if self.hst is None and self._hst_saved is None:
             fields["hst"] = b""  # a re-baselined key's trees start over
-        elif self.hst is not None and hasattr(self.hst, "trees") and due:
+        elif self.hst is not None and due:
             # A checkpoint per period_every samples; a restore relearns the samples since
             # (their values are kept), so the trees are exact without a dump per batch.
-            fields["hst"] = _frame_hst(self.t, hst_state(self.hst))
+            fields["hst"] = _frame_hst(self.t, hst_state(self.hst.to_model()))
             self._hst_saved = self.t
         if self._fit_changed:
             fields["fit"] = b"" if self.fitted is None else self.fitted.to_bytes()
@@ -918,8 +1004,9 @@ class KeyEnsemble:
         hst = fields.get("hst")
         if hst:
             saved_at, masses = _unframe_hst(hst)
-            ens.hst = ens._new_hst()
-            restore_hst(ens.hst, ens.names, masses)
+            model = ens._new_hst()
+            restore_hst(model, ens.names, masses)
+            ens.hst = CompiledHST.of(model, ens.names)
             ens._hst_saved = saved_at
             ens._relearn_hst(saved_at)
         return ens
@@ -934,12 +1021,17 @@ class KeyEnsemble:
         if start < 1:  # the values it learned from are gone: it starts over
             self.hst, self._hst_saved = None, None
             return
-        periods = np.repeat(self.periods[None, :], behind, axis=0)
+        tape = _Tape.build(
+            [(values[:start], steps[:start])],
+            [(values[start:], steps[start:])],
+            [saved_at],
+            self.recipe,
+        )
+        tape.periods[:] = self.periods
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw, _ = _raw_detectors(values, steps, start, saved_at, periods, self.recipe, None)
-        for row in raw.scaled:
-            self.hst.learn_one(dict(zip(self.names, row.tolist(), strict=True)))
+            raw, _ = _raw_detectors(tape, self.recipe, [None])
+        score_and_learn([self.hst], raw.scaled, tape.key)
 
 
 def _frame_hst(t: int, masses: bytes) -> bytes:
@@ -957,9 +1049,10 @@ def _features(x: np.ndarray, previous: np.ndarray) -> np.ndarray:
 
 def _fitted_scores(
     fits: Sequence[FittedDetectors | None], rows: np.ndarray, previous: np.ndarray
-) -> list[dict[str, float]]:
-    """Each row's fitted-detector scores, one call per run of rows under the same fit."""
-    out: list[dict[str, float]] = [{} for _ in fits]
+) -> np.ndarray:
+    """Each row's fitted-detector scores (columns: :data:`FITTED`; NaN without a fit), one
+    call per run of rows under the same fit."""
+    out = np.full((len(fits), len(FITTED)), np.nan)
     j = 0
     while j < len(fits):
         fit = fits[j]
@@ -968,10 +1061,167 @@ def _fitted_scores(
             end += 1
         if fit is not None:
             scores = fit.scores(_features(rows[j:end], previous[j:end]))
-            for k in range(j, end):
-                out[k] = {name: float(v[k - j]) for name, v in scores.items()}
+            for c, name in enumerate(FITTED):
+                out[j:end, c] = scores[name]
         j = end
     return out
+
+
+def score_runs(
+    runs: Sequence[tuple[KeyEnsemble, Sequence[str], Sequence[Mapping[str, float]]]],
+) -> list[list[AnomalyScore]]:
+    """Score runs of many keys' samples (each key at most once), each in order, learning
+    from each sample after it: the keys that report as many metrics are scored
+    together, and each key's scores are those it would get alone."""
+    out: list[list[AnomalyScore]] = [[] for _ in runs]
+    pending = [(i, key, list(ids), list(samples)) for i, (key, ids, samples) in enumerate(runs)]
+    while pending:
+        groups: dict[int, list[tuple[int, KeyEnsemble, list[str], list[Mapping[str, float]]]]]
+        groups, rest = {}, []
+        for i, key, ids, samples in pending:
+            if not samples:
+                continue
+            n = key._accept(samples)
+            groups.setdefault(len(key.names), []).append((i, key, ids[:n], samples[:n]))
+            if n < len(samples):
+                rest.append((i, key, ids[n:], samples[n:]))
+        for items in groups.values():
+            scored = _score_group(
+                [key for _, key, _, _ in items],
+                [ids for _, _, ids, _ in items],
+                [samples for _, _, _, samples in items],
+            )
+            for (i, _, _, _), scores in zip(items, scored, strict=True):
+                out[i] += scores
+        pending = rest
+    return out
+
+
+def _score_group(
+    keys: Sequence[KeyEnsemble],
+    event_ids: Sequence[Sequence[str]],
+    samples: Sequence[Sequence[Mapping[str, float]]],
+) -> list[list[AnomalyScore]]:
+    """Score the runs of keys that report as many metrics, on one tape."""
+    r = keys[0].recipe
+    rows_in = [key._rows(s) for key, s in zip(keys, samples, strict=True)]
+    runs = []
+    for key, rows in zip(keys, rows_in, strict=True):
+        kept = key.values.rows
+        first = kept[-1:] if len(kept) else rows[:1]
+        runs.append((rows, rows - np.vstack([first, rows[:-1]])))
+    tape = _Tape.build(
+        [(key.values.rows, key.steps.rows) for key in keys], runs, [key.t for key in keys], r
+    )
+    m = np.array([len(rows) for rows in rows_in], dtype=np.int64)
+    starts = np.cumsum(m) - m
+    j = np.arange(int(m.sum())) - np.repeat(starts, m)
+    fits: list[FittedDetectors | None] = []
+    for k, key in enumerate(keys):
+        periods, key_fits = key._advance(tape.values[k, tape.origin[k] :], int(m[k]))
+        tape.periods[starts[k] : starts[k] + m[k]] = periods
+        fits += key_fits
+    with warnings.catch_warnings():
+        # a young key's windows are NaN-padded; all-NaN slices are masked below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        raw, baselines = _raw_detectors(tape, r, [key._baseline for key in keys])
+    q = {
+        name: 1.0 - np.exp(-np.nan_to_num(dist) / r.squash) for name, dist in raw.distances.items()
+    }
+    share = sum((q[name] for name in PER_METRIC), np.zeros(raw.rows.shape)) / len(PER_METRIC)
+    totals = _row_sum(share)[:, None]
+    width = share.shape[1]
+    contributions = np.where(totals > 0, share / np.where(totals > 0, totals, 1.0), 1.0 / width)
+    for key in keys:
+        if key.hst is None:
+            key.hst = CompiledHST.grow(key._new_hst(), key.names)
+    online = score_and_learn([key.hst for key in keys], raw.scaled, tape.key)  # type: ignore[misc]
+    t_rows = tape.t
+    ready = t_rows >= r.min_history
+    has_fit = np.array([f is not None for f in fits], dtype=bool)
+    speaking = np.repeat(ready[:, None], len(DETECTORS), axis=1)
+    speaking[:, PER_METRIC.index("seasonal_residual")] &= ~np.isnan(
+        raw.distances["seasonal_residual"]
+    ).all(axis=1)
+    speaking[:, len(PER_METRIC)] &= t_rows >= r.hst_window
+    speaking[:, len(PER_METRIC) + 1 :] &= has_fit[:, None]
+    outputs = np.full((len(t_rows), len(DETECTORS)), np.nan)
+    for k, name in enumerate(PER_METRIC):
+        # a change of variability is judged on the key as a whole: each metric's
+        # sampling noise would otherwise make the largest of them a noise detector
+        if name == "variance_change":
+            outputs[:, k] = _row_sum(q[name]) / width
+        else:
+            outputs[:, k] = q[name].max(axis=1)
+    outputs[:, len(PER_METRIC)] = online
+    outputs[:, len(PER_METRIC) + 1 : len(PER_METRIC) + 1 + len(FITTED)] = _fitted_scores(
+        fits, raw.rows, raw.previous
+    )
+    outputs[~speaking] = np.nan
+    group = [DETECTORS.index(name) for name in LEARNED]
+    speaking[:, -1] = speaking[:, group].any(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        outputs[:, -1] = np.nanmean(outputs[:, group], axis=1)
+    shorts = keys[0].shorts
+    means = _short_means([key.outputs.rows for key in keys], outputs, tape.key, j, shorts)
+    levels = _likelihoods(
+        [key.score_history for key in keys],
+        [key.short_means.rows for key in keys],
+        means,
+        tape.key,
+        j,
+        t_rows,
+        r,
+    )
+    levels[~speaking] = 0.0
+    combine, weights = keys[0].combine, keys[0].weights
+    score = (levels[:, combine] * weights).max(axis=1)
+    verdict = score >= 0.5
+    agree = np.sum(((levels >= 0.5) == verdict[:, None]) & speaking, axis=1)
+    confidence = np.where(ready, agree / np.maximum(speaking.sum(axis=1), 1), 1.0)
+    raw_mean = np.zeros(len(t_rows))
+    for g in np.flatnonzero(speaking.any(axis=1)).tolist():
+        raw_mean[g] = float(outputs[g, speaking[g]].mean())
+    out: list[list[AnomalyScore]] = []
+    scores, raws, confidences = score.tolist(), raw_mean.tolist(), confidence.tolist()
+    for k, key in enumerate(keys):
+        at = slice(int(starts[k]), int(starts[k] + m[k]))
+        key_scores = []
+        for g in range(at.start, at.stop):
+            detectors = (
+                {name: float(outputs[g, d]) for d, name in enumerate(DETECTORS) if speaking[g, d]}
+                if ready[g]
+                else {}
+            )
+            key_scores.append(
+                AnomalyScore(
+                    score=scores[g],
+                    raw=raws[g],
+                    confidence=confidences[g],
+                    detectors=detectors,
+                    metrics=_LazyViews(raw, raw.rows, contributions, g, key.names),
+                    fitted=bool(has_fit[g]),
+                    history=int(t_rows[g]),
+                )
+            )
+        out.append(key_scores)
+        key.outputs.extend(outputs[at])
+        key.short_means.extend(means[at])
+        key.values.extend(runs[k][0])
+        key.steps.extend(runs[k][1])
+        key.t += int(m[k])
+        key.upto = event_ids[k][-1]
+        key._baseline = baselines[k]
+    return out
+
+
+def _row_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over the last axis, column by column (the same sum whatever the rows)."""
+    total = np.zeros(a.shape[:-1])
+    for c in range(a.shape[-1]):
+        total = total + a[..., c]
+    return total
 
 
 class AnomalyEnsemble:
@@ -999,6 +1249,17 @@ class AnomalyEnsemble:
 
     def restore(self, key: str, fields: Mapping[str, bytes]) -> KeyEnsemble:
         return KeyEnsemble.restore(key, self.recipe, fields)
+
+    def score_batch(
+        self, runs: Sequence[tuple[KeyDetector, Sequence[str], Sequence[Mapping[str, float]]]]
+    ) -> list[list[AnomalyScore]]:
+        own = []
+        for detector, ids, samples in runs:
+            if not isinstance(detector, KeyEnsemble):
+                msg = f"{type(detector).__name__} is not a detector this model made"
+                raise TypeError(msg)
+            own.append((detector, ids, samples))
+        return score_runs(own)
 
 
 __all__ = ["DETECTORS", "AnomalyEnsemble", "KeyEnsemble", "Recipe"]

@@ -78,3 +78,10 @@ class AnomalyModel(Protocol):
     def restore(self, key: str, fields: Mapping[str, bytes]) -> KeyDetector:
         """The detector :meth:`KeyDetector.dump` saved (fields as persisted)."""
         ...
+
+    def score_batch(
+        self, runs: Sequence[tuple[KeyDetector, Sequence[str], Sequence[Mapping[str, float]]]]
+    ) -> list[list[AnomalyScore]]:
+        """:meth:`KeyDetector.score_many` for runs of many keys (each at most once) at
+        once, with the same results: what a batch of many keys costs is paid once."""
+        ...

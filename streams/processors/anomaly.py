@@ -89,20 +89,23 @@ class AnomalyProcessor:
         for i, sample in enumerate(samples):
             if windows.fresh[i]:
                 runs.setdefault(sample.key, []).append(i)
-        placed: list[tuple[int, AnomalyAlert]] = []
+        states: dict[str, _KeyState] = {}
         for key, indexes in runs.items():
             state = self._state_for(key, windows, indexes[0], result)
             state.dirty = True
             self._hold(key, state)
-            for i, one in self._score(state, samples, indexes):
-                sample = samples[i]
-                for change in state.tracker.step(sample.event_id, sample.ts, one):
-                    placed.append((i, self._alert(key, change)))
-                    if change.rebaseline:
-                        state.detector.rebaseline()
-                if scores is not None:
-                    scores[i].fields.update(_score_fields(one))
-            result.counts["anomaly_scored"] += len(indexes)
+            states[key] = state
+        placed: list[tuple[int, AnomalyAlert]] = []
+        for key, i, one in self._score(states, samples, runs):
+            state, sample = states[key], samples[i]
+            for change in state.tracker.step(sample.event_id, sample.ts, one):
+                placed.append((i, self._alert(key, change)))
+                if change.rebaseline:
+                    state.detector.rebaseline()
+            if scores is not None:
+                scores[i].fields.update(_score_fields(one))
+        for key, state in states.items():
+            result.counts["anomaly_scored"] += len(runs[key])
             fields = {f"anomaly.{name}": blob for name, blob in state.detector.dump().items()}
             fields[ALERTS_FIELD] = state.tracker.dump()
             state.saved.update(fields)
@@ -114,21 +117,44 @@ class AnomalyProcessor:
         return result
 
     def _score(
-        self, state: _KeyState, samples: Sequence[HostSample | LinkSample], indexes: list[int]
-    ) -> Iterator[tuple[int, AnomalyScore]]:
-        """The key's samples scored in order, in runs that end where an open alert becomes
-        the new normal: the model re-baselines there, before the next sample, however
-        the stream was batched."""
-        longest = self.policy.new_normal_after or len(indexes)
-        pos = 0
-        while pos < len(indexes):
-            size = min(len(indexes) - pos, state.tracker.until_new_normal() or longest, longest)
-            run = indexes[pos : pos + size]
-            scored = state.detector.score_many(
-                [samples[i].event_id for i in run], [_metrics(samples[i]) for i in run]
+        self,
+        states: Mapping[str, _KeyState],
+        samples: Sequence[HostSample | LinkSample],
+        runs: Mapping[str, list[int]],
+    ) -> Iterator[tuple[str, int, AnomalyScore]]:
+        """Every key's samples scored in order, all keys at once, in rounds that end where
+        a key's open alert becomes the new normal: its model re-baselines there, before
+        its next sample, however the stream was batched. Yields a round's scores key by
+        key, in order, before the next round is scored."""
+        if not runs:
+            return
+        done = dict.fromkeys(runs, 0)
+        longest = self.policy.new_normal_after or max(len(v) for v in runs.values())
+        while True:
+            batch = []
+            for key, indexes in runs.items():
+                pos = done[key]
+                if pos >= len(indexes):
+                    continue
+                tracker = states[key].tracker
+                size = min(len(indexes) - pos, tracker.until_new_normal() or longest, longest)
+                batch.append((key, indexes[pos : pos + size]))
+                done[key] = pos + size
+            if not batch:
+                return
+            scored = self.model.score_batch(
+                [
+                    (
+                        states[key].detector,
+                        [samples[i].event_id for i in run],
+                        [_metrics(samples[i]) for i in run],
+                    )
+                    for key, run in batch
+                ]
             )
-            yield from zip(run, scored, strict=True)
-            pos += size
+            for (key, run), key_scores in zip(batch, scored, strict=True):
+                for i, one in zip(run, key_scores, strict=True):
+                    yield key, i, one
 
     def _state_for(
         self, key: str, windows: BatchWindows, index: int, result: ProcessorResult

@@ -360,3 +360,66 @@ def test_a_rebaselined_key_restores_and_continues_exactly() -> None:
     got = fingerprint(score_in_runs(fresh, samples[450:], 50, first=450))
     for name in want:
         assert np.array_equal(got[name], want[name]), name
+
+
+# -- many keys at once ------------------------------------------------------------
+
+
+@cache
+def periodic_keys() -> dict[str, tuple[dict[str, float], ...]]:
+    """Keys long enough to find their period (1024 samples) and refit twice, of two
+    widths, one much younger than the others."""
+    normal = normal_host(1500, seed=21)
+    rng = np.random.default_rng(22)
+    one = 100 + 20 * np.sin(np.arange(1500) * 2 * np.pi / 144) + rng.normal(0, 2, 1500)
+    one[1300:1310] += 60
+    spiky = host_samples("cpu_spike", 1500, 1250, 30, seed=23)
+    return {
+        "normal": tuple({k: float(v[i]) for k, v in normal.items()} for i in range(1500)),
+        "spiky": tuple(spiky),
+        "young": tuple(spiky[:700]),
+        "one": tuple({"v": float(v)} for v in one),
+    }
+
+
+def test_keys_scored_together_score_as_each_alone() -> None:
+    """The worker scores a batch's keys on one tape; a key's scores must not depend on
+    which other keys (of which ages and widths) share its batches, nor on the runs."""
+    series = periodic_keys()
+    model = AnomalyEnsemble()
+    keys = {name: model.new(name) for name in series}
+    together: dict[str, list[AnomalyScore]] = {name: [] for name in series}
+    rng = np.random.default_rng(24)
+    done = dict.fromkeys(series, 0)
+    while any(done[name] < len(s) for name, s in series.items()):
+        runs, names = [], []
+        for name, s in series.items():
+            size = int(rng.integers(0, 40))
+            part = list(s[done[name] : done[name] + size])
+            if part:
+                runs.append((keys[name], ids(done[name], done[name] + len(part)), part))
+                names.append(name)
+                done[name] += len(part)
+        for name, scored in zip(names, model.score_batch(runs), strict=True):
+            together[name] += scored
+    for name, s in series.items():
+        alone = fingerprint(score_in_runs(AnomalyEnsemble().new(name), s, 100))
+        got = fingerprint(together[name])
+        for field_name in alone:
+            assert np.array_equal(got[field_name], alone[field_name]), (name, field_name)
+    spiky = values(together["spiky"])
+    assert spiky[1250:1300].max() >= 0.5 > spiky[:1200].max()  # the runs were alertable
+    assert (keys["normal"].periods > 0).any()  # and seasonal
+
+
+def test_a_rebaselined_key_learns_a_new_score_history_after_2000_samples() -> None:
+    """After a re-baseline, no short mean from before it leaves the running sums (they
+    never entered them), however old the key."""
+    series = periodic_keys()["normal"]
+    key = AnomalyEnsemble().new("h")
+    score_in_runs(key, series[:1400], 200)
+    score_in_runs(key, series[:700], 200, first=1400)
+    key.rebaseline()
+    score_in_runs(key, series[700:850], 30, first=2100)
+    robust_z = DETECTORS.index("robust_z")
+    assert key.score_history.count[robust_z] == 150
