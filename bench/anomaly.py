@@ -5,14 +5,19 @@
    and a single-metric series, with runs of 1, 10 and 100 samples of a key at a time
    (the worker scores a key's samples of one batch together). Median of ``--repeat``.
 2. **Worker throughput** on the local stack, mixed link and host telemetry (50 links,
-   50 hosts with five metrics, one sample per message), with the anomaly processor
-   (the default) and without it (``NOVACRON_ANOMALY=false``), interleaved in one run.
-   Time runs from the first input sent until the last link prediction arrived and the
-   worker's group committed every host message.
+   50 hosts with five metrics and a daily cycle, one sample per message), with the
+   anomaly processor (the default) and without it (``NOVACRON_ANOMALY=false``), one
+   worker per case. Keys first get a warm-up, untimed, that leaves them of spread ages
+   (the youngest ``--warm-up`` samples, the others spread over one refit interval), as
+   in a deployment that has been running: each timed window then holds its share of
+   refits, period estimates and checkpoints. Then ``--repeat`` timed windows of
+   ``--window`` samples per key: from the first message sent until the worker's
+   ``novacron_messages_in`` counters (a batch counts once its outputs were delivered
+   and its windows stored) reach every message of both topics.
 
 Usage::
 
-    .venv/bin/python bench/anomaly.py --samples 40000 --repeat 3
+    .venv/bin/python bench/anomaly.py --repeat 3
 """
 
 from __future__ import annotations
@@ -25,26 +30,26 @@ import platform
 import statistics
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.settings import Settings  # noqa: E402
-from bench.worker_throughput import count_until  # noqa: E402
-from models.anomaly import AnomalyEnsemble, KeyEnsemble, _raw_detectors  # noqa: E402
+from models.anomaly import AnomalyEnsemble, KeyEnsemble, Recipe, _raw_detectors, _Tape  # noqa: E402
 from models.anomaly_fitted import fit_detectors  # noqa: E402
+from models.anomaly_hst import score_and_learn  # noqa: E402
 from models.synthetic_incidents import normal_host  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
 from tests.integration.conftest import isolated_env, settings_for  # noqa: E402
 
 KEYS = 50
-WARM_UP = 10
 
 
 # -- 1. scoring cost ------------------------------------------------------------------
@@ -72,13 +77,17 @@ def _statistical(key: KeyEnsemble, values: np.ndarray) -> None:
     kept = len(key.values.rows)
     merged = np.vstack([key.values.rows, values[N_WARM : N_WARM + N_SCORE]])
     steps = np.vstack([np.zeros((1, merged.shape[1])), np.diff(merged, axis=0)])
-    cached = None
+    cached = [key._baseline]
     for a in range(0, N_SCORE, 10):
-        end = kept + a + 10
-        periods = np.repeat(key.periods[None, :], 10, axis=0)
-        _, cached = _raw_detectors(
-            merged[:end], steps[:end], kept + a, key.t + a, periods, key.recipe, cached
+        at = kept + a
+        tape = _Tape.build(
+            [(merged[:at], steps[:at])],
+            [(merged[at : at + 10], steps[at : at + 10])],
+            [key.t + a],
+            key.recipe,
         )
+        tape.periods[:] = key.periods
+        _, cached = _raw_detectors(tape, key.recipe, cached)  # type: ignore[assignment]
 
 
 def scoring_costs(repeat: int) -> dict[str, dict[str, float]]:
@@ -94,6 +103,8 @@ def scoring_costs(repeat: int) -> dict[str, dict[str, float]]:
 
 
 N_WARM, N_SCORE = 3000, 600
+MANY = 50
+"""Keys scored together (as the worker scores a batch's keys)."""
 
 
 def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
@@ -113,6 +124,19 @@ def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
         out[f"ensemble, runs of {run}"] = round(
             1e6 * (_time(ensemble, repeat) - restore) / N_SCORE, 1
         )
+    model = AnomalyEnsemble()
+    for run in (1, 10):
+
+        def together(run: int = run) -> None:
+            keys = [model.restore("bench", state) for _ in range(MANY)]
+            for a in range(N_WARM, N_WARM + N_SCORE // 4, run):
+                part = rows[a : a + run]
+                model.score_batch([(k, [f"s{i}" for i in range(a, a + run)], part) for k in keys])
+
+        spent = _time(together, repeat) - MANY * restore
+        out[f"ensemble, {MANY} keys at once, runs of {run}"] = round(
+            1e6 * spent / (MANY * (N_SCORE // 4)), 1
+        )
     values = np.array([[r[k] for k in metrics] for r in rows])
     out["statistical detectors (the six together), runs of 10"] = round(
         1e6 * _time(lambda: _statistical(warm, values), repeat) / N_SCORE, 1
@@ -130,14 +154,25 @@ def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
     hst = warm.hst
     assert hst is not None
     span = values.max(axis=0) + 1.0
-    feats = [dict(zip(metrics, np.clip(v / span, 0, 1).tolist(), strict=True)) for v in values]
+    scaled = np.clip(values / span, 0, 1)
+    feats = [dict(zip(metrics, row.tolist(), strict=True)) for row in scaled]
+    river = hst.to_model()
+
+    def river_online() -> None:
+        for f in feats[:N_SCORE]:
+            river.score_one(f)
+            river.learn_one(f)
 
     def online() -> None:
-        for f in feats[:N_SCORE]:
-            hst.score_one(f)
-            hst.learn_one(f)
+        for a in range(0, N_SCORE, 10):
+            score_and_learn([hst], scaled[a : a + 10], np.zeros(10, dtype=np.int64))
 
-    out["half_space_trees (score + learn)"] = round(1e6 * _time(online, repeat) / N_SCORE, 1)
+    out["half_space_trees (River's score_one + learn_one)"] = round(
+        1e6 * _time(river_online, repeat) / N_SCORE, 1
+    )
+    out["half_space_trees (as arrays, runs of 10)"] = round(
+        1e6 * _time(online, repeat) / N_SCORE, 1
+    )
     fit = _time(lambda: fit_detectors(x[:256], seed=1), repeat)
     out["fit of the three batch detectors (per refit, us)"] = round(1e6 * fit, 0)
     return out
@@ -146,59 +181,104 @@ def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
 # -- 2. worker throughput -----------------------------------------------------------------
 
 
-def mixed(
+def key_messages(
     per_key: int, keys: int
-) -> tuple[list[tuple[bytes, bytes, int]], list[tuple[bytes, bytes, int]]]:
-    hosts = {f"bh-{h}": normal_host(per_key, seed=h) for h in range(keys)}
-    links, host_msgs = [], []
-    for i in range(per_key):
-        for k in range(keys):
-            link = f"bl-{k}"
-            value = {
-                "event_id": f"{link}-{i}",
-                "link_id": link,
-                "ts": 1.76e9 + 10 * i,
-                "mode": "internet",
-                "bandwidth_mbps": 300.0 + (i * 7919 + k) % 400,
-                "latency_ms": 40.0 + (i + k) % 9,
-            }
-            links.append((link.encode(), orjson.dumps(value), 1))
-            host = f"bh-{k}"
-            sample = {
-                "event_id": f"{host}-{i}",
-                "host_id": host,
-                "ts": 1.76e9 + 10 * i,
-                "metrics": {m: round(float(v[i]), 3) for m, v in hosts[host].items()},
-            }
-            host_msgs.append((host.encode(), orjson.dumps(sample), 1))
-    return links, host_msgs
+) -> tuple[list[list[tuple[bytes, bytes]]], list[list[tuple[bytes, bytes]]]]:
+    """Per key, ``per_key`` messages of link ``bl-k`` and of host ``bh-k`` (five metrics,
+    a daily cycle, noise)."""
+    links: list[list[tuple[bytes, bytes]]] = []
+    hosts: list[list[tuple[bytes, bytes]]] = []
+    for k in range(keys):
+        link, host = f"bl-{k}", f"bh-{k}"
+        metrics = normal_host(per_key, seed=k)
+        links.append(
+            [
+                (
+                    link.encode(),
+                    orjson.dumps(
+                        {
+                            "event_id": f"{link}-{i}",
+                            "link_id": link,
+                            "ts": 1.76e9 + 10 * i,
+                            "mode": "internet",
+                            "bandwidth_mbps": 300.0 + (i * 7919 + k) % 400,
+                            "latency_ms": 40.0 + (i + k) % 9,
+                        }
+                    ),
+                )
+                for i in range(per_key)
+            ]
+        )
+        hosts.append(
+            [
+                (
+                    host.encode(),
+                    orjson.dumps(
+                        {
+                            "event_id": f"{host}-{i}",
+                            "host_id": host,
+                            "ts": 1.76e9 + 10 * i,
+                            "metrics": {m: round(float(v[i]), 3) for m, v in metrics.items()},
+                        }
+                    ),
+                )
+                for i in range(per_key)
+            ]
+        )
+    return links, hosts
 
 
-async def _committed(settings: Settings, topic: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            await consumer.topics()
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(parts)
-        done = await admin.list_consumer_group_offsets(settings.app_id, partitions=parts)
-        return all(done.get(tp) is not None and done[tp].offset >= ends[tp] for tp in parts)
-    finally:
-        await consumer.stop()
-        await admin.close()
+def interleaved(
+    links: list[list[tuple[bytes, bytes]]],
+    hosts: list[list[tuple[bytes, bytes]]],
+    lo: list[int],
+    hi: list[int],
+) -> list[tuple[bytes, bytes]]:
+    """Messages ``lo[k]:hi[k]`` of every key, round robin (a link's, then its host's)."""
+    out = []
+    for i in range(max(h - low for low, h in zip(lo, hi, strict=True))):
+        for k, (low, h) in enumerate(zip(lo, hi, strict=True)):
+            if low + i < h:
+                out += [links[k][low + i], hosts[k][low + i]]
+    return out
 
 
-async def _send(settings: Settings, messages: list[tuple[bytes, bytes, int]]) -> None:
+def _messages_in(settings: Settings) -> dict[str, float]:
+    """The worker's count of delivered messages per input topic (from its /metrics)."""
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local worker
+        text = response.read().decode()
+    return {
+        sample.labels["topic"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "novacron_messages_in"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+async def _processed(settings: Settings, want: dict[str, int], timeout_s: float = 900) -> float:
+    """Wait until the worker has delivered (processed, sent the outputs of, stored) at
+    least ``want[topic]`` messages of each input topic; the time it was seen (polled
+    every 20 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = await asyncio.to_thread(_messages_in, settings)
+        if all(got.get(topic, 0) >= n for topic, n in want.items()):
+            return time.time()
+        if time.monotonic() > deadline:
+            msg = f"the worker delivered {got} of {want} messages within {timeout_s:.0f} s"
+            raise RuntimeError(msg)
+        await asyncio.sleep(0.02)
+
+
+async def _send(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_batch_size=1 << 20, acks=1
     )
     await producer.start()
     try:
-        for key, value, _ in messages:
+        for key, value in messages:
             topic = settings.topics.link if key.startswith(b"bl-") else settings.topics.host
             await producer.send(topic, value, key=key)
         await producer.flush()
@@ -206,68 +286,67 @@ async def _send(settings: Settings, messages: list[tuple[bytes, bytes, int]]) ->
         await producer.stop()
 
 
-async def _drained(settings: Settings, topic: str) -> None:
-    deadline = time.monotonic() + 900
-    while not await _committed(settings, topic):
-        if time.monotonic() > deadline:
-            msg = f"the worker did not commit every {topic} message in 900 s"
-            raise RuntimeError(msg)
-        await asyncio.sleep(0.2)
-
-
-async def worker_case(settings: Settings, n: int, keys: int, warm_up: int) -> float:
-    """Samples/s of the timed part: ``n`` link + host samples after ``warm_up`` samples
-    per key that are sent, and fully processed, first (untimed)."""
-    per_key = warm_up + n // (2 * keys)
-    links, hosts = mixed(per_key, keys)
-    interleaved = [m for pair in zip(links, hosts, strict=True) for m in pair]
-    split = 2 * keys * warm_up
-    if split:
-        await _send(settings, interleaved[:split])
-        await _drained(settings, settings.topics.link)
-        await _drained(settings, settings.topics.host)
-    expected = len(links) - keys * (WARM_UP - 1)
-    counter = asyncio.create_task(count_until(settings, settings.topics.predictions, expected, 900))
-    await asyncio.sleep(1.0)
-    started = time.time()
-    await _send(settings, interleaved[split:])
-    finished = await counter
-    await _drained(settings, settings.topics.host)
-    finished = max(finished, time.time())
-    return (len(interleaved) - split) / (finished - started)
-
-
-def worker_throughput(n: int, repeat: int, keys: int, warm_up: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"anomaly-on": [], "anomaly-off": []}
+async def worker_case(
+    settings: Settings, keys: int, warm_up: int, window: int, repeat: int
+) -> list[float]:
+    """Samples/s of ``repeat`` timed windows of ``window`` samples per key, after a
+    warm-up that leaves key ``k`` with ``warm_up + k * REFIT / keys`` samples (sent and
+    fully processed first, untimed): keys of spread ages, as in a running deployment,
+    so that each window holds its share of refits, period estimates and checkpoints."""
+    stagger = [warm_up + k * Recipe().refit_every // keys for k in range(keys)]
+    links, hosts = key_messages(max(stagger) + repeat * window, keys)
+    topics = (settings.topics.link, settings.topics.host)
+    await _send(settings, interleaved(links, hosts, [0] * keys, stagger))
+    sent = sum(stagger)
+    await _processed(settings, dict.fromkeys(topics, sent))
+    rates = []
     for r in range(repeat):
-        for case in results:
-            env = isolated_env(f"bench-anomaly-{case}-{r}") | {
-                "NOVACRON_ANOMALY": "true" if case == "anomaly-on" else "false"
-            }
-            settings = settings_for(env)
-            log = Path(".novacron/logs") / f"bench-anomaly-{case}-{r}.log"
-            proc = start_worker(settings, log, env)
-            try:
-                wait_healthy(settings, proc, timeout_s=120)
-                rate = asyncio.run(worker_case(settings, n, keys, warm_up))
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-            results[case].append(rate)
-            print(f"{case} run {r}: {rate:,.0f} samples/s", flush=True)
+        lo = [s + r * window for s in stagger]
+        batch = interleaved(links, hosts, lo, [low + window for low in lo])
+        sent += len(batch) // 2
+        await asyncio.sleep(1.0)
+        started = time.time()
+        await _send(settings, batch)
+        finished = await _processed(settings, dict.fromkeys(topics, sent))
+        rates.append(len(batch) / (finished - started))
+    return rates
+
+
+def worker_throughput(keys: int, warm_up: int, window: int, repeat: int) -> dict[str, list[float]]:
+    """Per case (anomaly processor on, off), one worker: a warm-up, then the windows."""
+    results: dict[str, list[float]] = {}
+    for case in ("anomaly-on", "anomaly-off"):
+        env = isolated_env(f"bench-anomaly-{case}") | {
+            "NOVACRON_ANOMALY": "true" if case == "anomaly-on" else "false"
+        }
+        settings = settings_for(env)
+        log = Path(".novacron/logs") / f"bench-anomaly-{case}.log"
+        proc = start_worker(settings, log, env)
+        try:
+            wait_healthy(settings, proc, timeout_s=120)
+            results[case] = asyncio.run(worker_case(settings, keys, warm_up, window, repeat))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        print(
+            f"{case}: " + ", ".join(f"{r:,.0f}" for r in results[case]) + " samples/s", flush=True
+        )
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=40_000, help="link + host samples per run")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--window", type=int, default=200, help="samples per key in each timed window"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="timed windows per case")
     parser.add_argument("--keys", type=int, default=KEYS, help="links, and as many hosts")
     parser.add_argument(
         "--warm-up",
         type=int,
-        default=0,
-        help="samples per key sent and processed before the timed part (0: young keys)",
+        default=1100,
+        help="samples of the youngest key before the timed windows (keys are spread over "
+        "one refit interval beyond it)",
     )
     parser.add_argument(
         "--skip-worker",
@@ -286,7 +365,7 @@ def main() -> None:
         previous = json.loads(args.output.read_text())
         summary |= {k: v for k, v in previous.items() if k.startswith(("worker", "anomaly_cost"))}
     if not args.skip_worker:
-        runs = worker_throughput(args.samples, args.repeat, args.keys, args.warm_up)
+        runs = worker_throughput(args.keys, args.warm_up, args.window, args.repeat)
         on = statistics.median(runs["anomaly-on"])
         off = statistics.median(runs["anomaly-off"])
         summary |= {
@@ -296,8 +375,9 @@ def main() -> None:
             "worker_traffic": {
                 "links": args.keys,
                 "hosts": args.keys,
-                "warm_up_samples_per_key": args.warm_up,
-                "timed_samples": args.samples,
+                "youngest_key_samples_before_timing": args.warm_up,
+                "key_ages_spread_over": Recipe().refit_every,
+                "timed_samples_per_window": 2 * args.keys * args.window,
             },
             "target_pct": 30,
         }

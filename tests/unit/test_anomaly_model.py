@@ -147,6 +147,8 @@ def test_ensemble_beats_a_rolling_three_sigma_baseline_on_held_out_incidents() -
 # -- (b) batching and persistence do not change the scores --------------------------
 
 BATCH_N = 700
+BATCH_RECIPE = Recipe(refit_every=256)
+"""Refits at 384 and 640: the batching runs cross a first fit and two refits."""
 
 
 @cache
@@ -167,7 +169,7 @@ def fingerprint(scores: Sequence[AnomalyScore]) -> dict[str, np.ndarray]:
 
 @cache
 def reference_run() -> dict[str, np.ndarray]:
-    key = AnomalyEnsemble().new("host-b")
+    key = AnomalyEnsemble(BATCH_RECIPE).new("host-b")
     return fingerprint(score_in_runs(key, batching_samples(), 50))
 
 
@@ -184,7 +186,7 @@ def test_scores_do_not_depend_on_batching_or_a_restore(
     size: int, cut: int, dump_every_run: bool
 ) -> None:
     samples = batching_samples()
-    key = AnomalyEnsemble().new("host-b")
+    key = AnomalyEnsemble(BATCH_RECIPE).new("host-b")
     stored: dict[str, bytes] = {}
     out: list[AnomalyScore] = []
     done = 0
@@ -196,7 +198,7 @@ def test_scores_do_not_depend_on_batching_or_a_restore(
         if dump_every_run or (not restored and done >= cut):
             stored.update(key.dump())
         if not restored and done >= cut:
-            key = AnomalyEnsemble().restore("host-b", dict(stored))
+            key = AnomalyEnsemble(BATCH_RECIPE).restore("host-b", dict(stored))
             assert key.t == done and key.upto == f"e{done - 1}"
             restored = True
     assert restored
@@ -204,7 +206,7 @@ def test_scores_do_not_depend_on_batching_or_a_restore(
     for name in want:
         assert np.array_equal(got[name], want[name]), name
     # the run covered the first fit, a refit and an alertable incident
-    recipe = Recipe()
+    recipe = BATCH_RECIPE
     assert not want["fitted"][: recipe.min_fit + recipe.fit_lag].any()
     assert want["fitted"][recipe.min_fit + recipe.fit_lag :].all()
     assert want["score"].max() > 0.0
@@ -367,7 +369,7 @@ def test_a_rebaselined_key_restores_and_continues_exactly() -> None:
 
 @cache
 def periodic_keys() -> dict[str, tuple[dict[str, float], ...]]:
-    """Keys long enough to find their period (1024 samples) and refit twice, of two
+    """Keys long enough to find their period (1024 samples) and be fitted, of two
     widths, one much younger than the others."""
     normal = normal_host(1500, seed=21)
     rng = np.random.default_rng(22)
