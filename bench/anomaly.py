@@ -1,19 +1,21 @@
 """What anomaly detection costs: per detector and per event, and in the worker end to end.
 
 1. **Scoring cost per event** (in process, no Kafka): each detector of the ensemble and
-   the whole ensemble (``KeyEnsemble.score_many``), for a host reporting five metrics
-   and a single-metric series, with runs of 1, 10 and 100 samples of a key at a time
-   (the worker scores a key's samples of one batch together). Median of ``--repeat``.
+   the whole ensemble, for a host reporting five metrics and a single-metric series:
+   one key alone in runs of 1, 10 and 100 samples, and 50 keys scored together
+   (``AnomalyEnsemble.score_batch``, as the worker scores a batch) in runs of 1 and 10.
+   Median of ``--repeat``.
 2. **Worker throughput** on the local stack, mixed link and host telemetry (50 links,
    50 hosts with five metrics and a daily cycle, one sample per message), with the
    anomaly processor (the default) and without it (``NOVACRON_ANOMALY=false``), one
-   worker per case. Keys first get a warm-up, untimed, that leaves them of spread ages
-   (the youngest ``--warm-up`` samples, the others spread over one refit interval), as
-   in a deployment that has been running: each timed window then holds its share of
-   refits, period estimates and checkpoints. Then ``--repeat`` timed windows of
-   ``--window`` samples per key: from the first message sent until the worker's
-   ``novacron_messages_in`` counters (a batch counts once its outputs were delivered
-   and its windows stored) reach every message of both topics.
+   worker per case, timed windows alternating between them. Keys first get an untimed
+   warm-up that leaves them of spread ages (the youngest ``--warm-up`` samples, the
+   others spread over one refit interval), as in a deployment that has been running:
+   each timed window then holds its share of refits, period estimates and
+   checkpoints. Then ``--repeat`` timed windows of ``--window`` samples per key per
+   case: from the first message sent until the worker's ``novacron_messages_in``
+   counters (a batch counts once its outputs were delivered and its windows stored)
+   reach every message of both topics.
 
 Usage::
 
@@ -32,6 +34,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -286,52 +289,76 @@ async def _send(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None
         await producer.stop()
 
 
-async def worker_case(
-    settings: Settings, keys: int, warm_up: int, window: int, repeat: int
-) -> list[float]:
-    """Samples/s of ``repeat`` timed windows of ``window`` samples per key, after a
-    warm-up that leaves key ``k`` with ``warm_up + k * REFIT / keys`` samples (sent and
-    fully processed first, untimed): keys of spread ages, as in a running deployment,
-    so that each window holds its share of refits, period estimates and checkpoints."""
-    stagger = [warm_up + k * Recipe().refit_every // keys for k in range(keys)]
-    links, hosts = key_messages(max(stagger) + repeat * window, keys)
-    topics = (settings.topics.link, settings.topics.host)
-    await _send(settings, interleaved(links, hosts, [0] * keys, stagger))
-    sent = sum(stagger)
-    await _processed(settings, dict.fromkeys(topics, sent))
-    rates = []
-    for r in range(repeat):
-        lo = [s + r * window for s in stagger]
-        batch = interleaved(links, hosts, lo, [low + window for low in lo])
-        sent += len(batch) // 2
+@dataclass
+class _Case:
+    """One worker's traffic: its settings, messages and how many it has been sent."""
+
+    settings: Settings
+    links: list[list[tuple[bytes, bytes]]]
+    hosts: list[list[tuple[bytes, bytes]]]
+    stagger: list[int]
+    sent: int = 0
+
+    async def warm_up(self) -> None:
+        keys = len(self.stagger)
+        await _send(self.settings, interleaved(self.links, self.hosts, [0] * keys, self.stagger))
+        self.sent = sum(self.stagger)
+        await _processed(self.settings, self._want())
+
+    async def window(self, r: int, size: int) -> float:
+        lo = [s + r * size for s in self.stagger]
+        batch = interleaved(self.links, self.hosts, lo, [low + size for low in lo])
+        self.sent += len(batch) // 2
         await asyncio.sleep(1.0)
         started = time.time()
-        await _send(settings, batch)
-        finished = await _processed(settings, dict.fromkeys(topics, sent))
-        rates.append(len(batch) / (finished - started))
-    return rates
+        await _send(self.settings, batch)
+        finished = await _processed(self.settings, self._want())
+        return len(batch) / (finished - started)
+
+    def _want(self) -> dict[str, int]:
+        return dict.fromkeys((self.settings.topics.link, self.settings.topics.host), self.sent)
+
+
+async def _measure(
+    cases: dict[str, Settings], keys: int, warm_up: int, window: int, repeat: int
+) -> dict[str, list[float]]:
+    """Warm every case's worker up, then time windows alternating between the cases."""
+    stagger = [warm_up + k * Recipe().refit_every // keys for k in range(keys)]
+    links, hosts = key_messages(max(stagger) + repeat * window, keys)
+    traffic = {name: _Case(settings, links, hosts, stagger) for name, settings in cases.items()}
+    for case in traffic.values():
+        await case.warm_up()
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(repeat):
+        for name, case in traffic.items():
+            results[name].append(await case.window(r, window))
+            print(f"{name} window {r}: {results[name][-1]:,.0f} samples/s", flush=True)
+    return results
 
 
 def worker_throughput(keys: int, warm_up: int, window: int, repeat: int) -> dict[str, list[float]]:
-    """Per case (anomaly processor on, off), one worker: a warm-up, then the windows."""
-    results: dict[str, list[float]] = {}
-    for case in ("anomaly-on", "anomaly-off"):
-        env = isolated_env(f"bench-anomaly-{case}") | {
-            "NOVACRON_ANOMALY": "true" if case == "anomaly-on" else "false"
-        }
-        settings = settings_for(env)
-        log = Path(".novacron/logs") / f"bench-anomaly-{case}.log"
-        proc = start_worker(settings, log, env)
-        try:
-            wait_healthy(settings, proc, timeout_s=120)
-            results[case] = asyncio.run(worker_case(settings, keys, warm_up, window, repeat))
-        finally:
+    """One worker per case (anomaly processor on, off), both started and warmed up (keys
+    of spread ages: the youngest ``warm_up`` samples, the others spread over one refit
+    interval, so each window holds its share of refits, period estimates and
+    checkpoints), then timed windows of ``window`` samples per key alternating between
+    them: the idle one waits, the other has the machine."""
+    cases: dict[str, Settings] = {}
+    procs = []
+    try:
+        for case in ("anomaly-on", "anomaly-off"):
+            env = isolated_env(f"bench-anomaly-{case}") | {
+                "NOVACRON_ANOMALY": "true" if case == "anomaly-on" else "false"
+            }
+            settings = settings_for(env)
+            log = Path(".novacron/logs") / f"bench-anomaly-{case}.log"
+            procs.append(start_worker(settings, log, env))
+            wait_healthy(settings, procs[-1], timeout_s=120)
+            cases[case] = settings
+        return asyncio.run(_measure(cases, keys, warm_up, window, repeat))
+    finally:
+        for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
-        print(
-            f"{case}: " + ", ".join(f"{r:,.0f}" for r in results[case]) + " samples/s", flush=True
-        )
-    return results
 
 
 def main() -> None:

@@ -68,7 +68,13 @@ from scipy.special import erfc
 from streams.detector import AnomalyScore, KeyDetector
 from streams.records import MetricView
 
-from .anomaly_fitted import FittedDetectors, fit_detectors, hst_state, restore_hst
+from .anomaly_fitted import (
+    FittedDetectors,
+    fit_detectors,
+    hst_state,
+    restore_hst,
+    scores_many,
+)
 from .anomaly_hst import CompiledHST, score_and_learn
 
 STATE_FORMAT = 3
@@ -1082,20 +1088,22 @@ def _features(x: np.ndarray, previous: np.ndarray) -> np.ndarray:
 def _fitted_scores(
     fits: Sequence[FittedDetectors | None], rows: np.ndarray, previous: np.ndarray
 ) -> np.ndarray:
-    """Each row's fitted-detector scores (columns: :data:`FITTED`; NaN without a fit), one
-    call per run of rows under the same fit."""
+    """Each row's fitted-detector scores (columns: :data:`FITTED`; NaN without a fit), all
+    rows of all fits at once."""
     out = np.full((len(fits), len(FITTED)), np.nan)
-    j = 0
-    while j < len(fits):
-        fit = fits[j]
-        end = j
-        while end < len(fits) and fits[end] is fit:
-            end += 1
+    distinct: dict[int, int] = {}
+    used: list[FittedDetectors] = []
+    which = np.full(len(fits), -1, dtype=np.intp)
+    for j, fit in enumerate(fits):
         if fit is not None:
-            scores = fit.scores(_features(rows[j:end], previous[j:end]))
-            for c, name in enumerate(FITTED):
-                out[j:end, c] = scores[name]
-        j = end
+            if id(fit) not in distinct:
+                distinct[id(fit)] = len(used)
+                used.append(fit)
+            which[j] = distinct[id(fit)]
+    scored = np.flatnonzero(which >= 0)
+    if len(scored):
+        x = _features(rows[scored], previous[scored])
+        out[scored] = scores_many(used, x, which[scored])
     return out
 
 

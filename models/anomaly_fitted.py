@@ -942,3 +942,133 @@ def restore_hst(model: HalfSpaceTrees, features: Sequence[str], state: bytes) ->
         node.r_mass = r_mass
     model.counter = counter
     model._first_window = bool(first_window)
+
+
+# Many keys at once ---------------------------------------------------------------------
+
+
+def scores_many(
+    fits: Sequence[FittedDetectors], X: np.ndarray, key_of_row: np.ndarray
+) -> np.ndarray:
+    """:meth:`FittedDetectors.scores` of many keys' rows at once: row ``i`` is scored by
+    ``fits[key_of_row[i]]`` (all fits on the same columns). Columns in
+    :data:`DETECTOR_NAMES` order.
+
+    Every tree, support vector and training row of all the fits is walked in one array
+    operation; a row's scores depend on its row and its fit only, never on which others
+    share the call. They equal :meth:`FittedDetectors.scores` but for the order in which
+    a local outlier factor adds its neighbours (sorted by distance, then training row,
+    as scikit-learn's neighbour search returns them; ties at the k-th place go to the
+    earlier training row).
+    """
+    x = np.asarray(X, dtype=np.float64)
+    key = np.asarray(key_of_row, dtype=np.intp)
+    if x.ndim != 2 or len(key) != len(x):
+        msg = f"fitted detectors: {len(key)} keys for rows of shape {x.shape}"
+        raise ValueError(msg)
+    out = np.zeros((len(x), len(DETECTOR_NAMES)))
+    if not len(x):
+        return out
+    if not np.isfinite(x).all():
+        msg = "anomaly detectors: rows must be finite"
+        raise ValueError(msg)
+    center = np.stack([f.center for f in fits])
+    scale = np.stack([f.scale for f in fits])
+    z = (x - center[key]) / scale[key]
+    raw = (
+        -_forest_many([f.forest for f in fits], z, key),
+        -_svm_many([f.svm for f in fits], z, key),
+        -_lof_many([f.lof for f in fits], z, key),
+    )
+    for k, fit in enumerate(fits):
+        rows = np.flatnonzero(key == k)
+        if len(rows):
+            for d, cdf in enumerate(fit._cdfs):
+                out[rows, d] = cdf(raw[d][rows])
+    return out
+
+
+def _forest_many(forests: Sequence[FittedForest], z: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``FittedForest.score_samples`` of each row by its key's forest (the forests'
+    traversal arrays concatenated; a leaf leads to itself, so extra steps are idle)."""
+    plans = [f._plan for f in forests]
+    trees = plans[0].roots.size
+    if any(p.roots.size != trees for p in plans):
+        out = np.empty(len(z))
+        for k, forest in enumerate(forests):
+            rows = np.flatnonzero(key == k)
+            out[rows] = forest.score_samples(z[rows])
+        return out
+    offsets = np.cumsum([0] + [p.feature.size for p in plans[:-1]])
+    feature = np.concatenate([p.feature for p in plans])
+    threshold = np.concatenate([p.threshold for p in plans])
+    nan_right = np.concatenate([p.nan_right for p in plans])
+    children = np.concatenate([p.children + o for p, o in zip(plans, offsets, strict=True)])
+    leaf_value = np.concatenate([p.leaf_value for p in plans])
+    roots = np.stack([p.roots + o for p, o in zip(plans, offsets, strict=True)])
+    x = z.astype(np.float32)
+    flat = x.ravel()
+    row_start = np.repeat(np.arange(len(x), dtype=np.intp) * x.shape[1], trees)
+    slot = roots[key].ravel()
+    with_nan = bool(np.isnan(flat).any())
+    for _ in range(max(p.n_steps for p in plans)):
+        value = flat[row_start + feature[slot]]
+        right = value > threshold[slot]
+        if with_nan:
+            right |= np.isnan(value) & nan_right[slot]
+        slot = children[slot + right]
+    depths = _running_total(leaf_value[slot].reshape(len(x), trees))
+    denominator = np.array([p.denominator for p in plans])[key]
+    ratio = np.where(denominator != 0, depths / np.where(denominator != 0, denominator, 1.0), 1.0)
+    return -np.power(2.0, -ratio)
+
+
+def _svm_many(svms: Sequence[FittedSVM], z: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``FittedSVM.score_samples`` of each row by its key's SVM (support vectors padded
+    with zero coefficients, which add exactly nothing at the end of the sum)."""
+    longest = max(s.support_vectors.shape[0] for s in svms)
+    vectors = np.zeros((len(svms), longest, z.shape[1]))
+    coef = np.zeros((len(svms), longest))
+    for k, s in enumerate(svms):
+        vectors[k, : s.support_vectors.shape[0]] = s.support_vectors
+        coef[k, : s.dual_coef.size] = s.dual_coef
+    gamma = np.array([s.gamma for s in svms])[key]
+    rho = np.array([s.rho for s in svms])[key]
+    mine = vectors[key]  # (rows, vectors, features)
+    total = np.square(z[:, 0, None] - mine[:, :, 0])
+    for j in range(1, z.shape[1]):
+        total += np.square(z[:, j, None] - mine[:, :, j])
+    kernel = np.exp(-gamma[:, None] * total)
+    return (_running_total(kernel * coef[key]) - rho) + rho
+
+
+def _lof_many(lofs: Sequence[FittedLOF], z: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``FittedLOF.score_samples`` of each row by its key's model (training rows padded
+    with infinitely far ones; the k nearest found by a stable sort)."""
+    longest = max(m.fit_X.shape[0] for m in lofs)
+    fit_x = np.zeros((len(lofs), longest, z.shape[1]))
+    valid = np.zeros((len(lofs), longest), dtype=bool)
+    k_distance = np.zeros((len(lofs), longest))
+    lrd = np.zeros((len(lofs), longest))
+    for k, m in enumerate(lofs):
+        n = m.fit_X.shape[0]
+        fit_x[k, :n], valid[k, :n] = m.fit_X, True
+        k_distance[k, :n], lrd[k, :n] = m.k_distance, m.lrd
+    mine = fit_x[key]
+    squared = np.square(z[:, 0, None] - mine[:, :, 0])
+    for j in range(1, z.shape[1]):
+        squared += np.square(z[:, j, None] - mine[:, :, j])
+    squared = np.where(valid[key], squared, np.inf)
+    order = np.argsort(squared, axis=1, kind="stable")
+    neighbors_of = np.array([m.n_neighbors for m in lofs])[key]
+    out = np.empty(len(z))
+    for k in np.unique(neighbors_of).tolist():
+        rows = np.flatnonzero(neighbors_of == k)
+        neighbors = order[rows, :k]
+        near = np.sqrt(np.take_along_axis(squared[rows], neighbors, axis=1))
+        owner = key[rows, None]
+        reach = np.maximum(near, k_distance[owner, neighbors])
+        # sums added in order (the same bits for a row however many rows there are)
+        x_lrd = 1.0 / (_running_total(reach) / k + _LOF_EPS)
+        out[rows] = -(_running_total(lrd[owner, neighbors] / x_lrd[:, None]) / k)
+    return out

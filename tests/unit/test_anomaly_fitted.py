@@ -26,6 +26,7 @@ from models.anomaly_fitted import (
     fit_detectors,
     hst_state,
     restore_hst,
+    scores_many,
 )
 
 ATOL = 1e-9
@@ -297,3 +298,29 @@ def test_hst_state_refuses_other_trees_and_corruption() -> None:
         restore_hst(new_hst(), list(HST_FEATURES), state[:4] + struct.pack("<H", 99) + state[6:])
     with pytest.raises(ValueError, match="feature names"):
         restore_hst(new_hst(), [], state)
+
+
+# -- many keys at once ----------------------------------------------------------------
+
+
+def test_many_fits_at_once_score_as_each_fit_and_independently_of_the_others() -> None:
+    """The worker scores a batch's rows of every key's fit in one call: each row equals its
+    own fit's ``scores`` and does not depend on the rows and fits beside it (fits of
+    other sizes, a young key's first fit on 127 rows among them)."""
+    fits = [
+        fit_detectors(training_rows(4, seed=s, n_rows=n), seed=s)
+        for s, n in ((0, 256), (1, 127), (2, 256), (3, 40))
+    ]
+    rng = np.random.default_rng(9)
+    x = np.vstack([query_rows(4, seed=s) for s in range(4)])
+    key = rng.integers(0, len(fits), len(x))
+    together = scores_many(fits, x, key)
+    for i in range(len(x)):
+        alone = scores_many([fits[key[i]]], x[i : i + 1], np.zeros(1, dtype=np.intp))
+        assert np.array_equal(together[i], alone[0])
+    for k, fit in enumerate(fits):
+        rows = key == k
+        own = fit.scores(x[rows])
+        for d, name in enumerate(DETECTOR_NAMES):
+            np.testing.assert_allclose(together[rows, d], own[name], rtol=0, atol=ATOL)
+    assert together.min() >= 0.0 and together.max() <= 1.0 and together.std() > 0.05
