@@ -352,12 +352,12 @@ class _Tape:
         n = np.array([len(v) for v, _ in kept], dtype=np.int64) + m
         pad = r.window + max(r.shift_recent, r.variance_recent) + 1
         length = pad + int(n.max())
-        values = np.full((len(runs), length, width), np.nan)
-        steps = np.full((len(runs), length, width), np.nan)
+        values = np.empty((len(runs), length, width))
+        steps = np.empty((len(runs), length, width))
         for k, ((kv, ks), (rv, rs)) in enumerate(zip(kept, runs, strict=True)):
             lo, mid = length - n[k], length - m[k]
-            values[k, lo:mid], values[k, mid:] = kv, rv
-            steps[k, lo:mid], steps[k, mid:] = ks, rs
+            values[k, :lo], values[k, lo:mid], values[k, mid:] = np.nan, kv, rv
+            steps[k, :lo], steps[k, lo:mid], steps[k, mid:] = np.nan, ks, rs
         key = np.repeat(np.arange(len(runs)), m)
         j = np.arange(len(key)) - np.repeat(np.cumsum(m) - m, m)
         return cls(

@@ -955,11 +955,12 @@ def scores_many(
     :data:`DETECTOR_NAMES` order.
 
     Every tree, support vector and training row of all the fits is walked in one array
-    operation; a row's scores depend on its row and its fit only, never on which others
-    share the call. They equal :meth:`FittedDetectors.scores` but for the order in which
-    a local outlier factor adds its neighbours (sorted by distance, then training row,
-    as scikit-learn's neighbour search returns them; ties at the k-th place go to the
-    earlier training row).
+    operation (their arrays are joined once and reused while the batches bring the same
+    fits back, as a worker's batches of the same keys do). A row's scores depend
+    on its row and its fit only, never on which others share the call. They equal
+    :meth:`FittedDetectors.scores` but for the order in which a local outlier factor
+    adds its neighbours (sorted by distance, then training row, as scikit-learn's
+    neighbour search returns them; ties at the k-th place go to the earlier row).
     """
     x = np.asarray(X, dtype=np.float64)
     key = np.asarray(key_of_row, dtype=np.intp)
@@ -972,14 +973,10 @@ def scores_many(
     if not np.isfinite(x).all():
         msg = "anomaly detectors: rows must be finite"
         raise ValueError(msg)
-    center = np.stack([f.center for f in fits])
-    scale = np.stack([f.scale for f in fits])
-    z = (x - center[key]) / scale[key]
-    raw = (
-        -_forest_many([f.forest for f in fits], z, key),
-        -_svm_many([f.svm for f in fits], z, key),
-        -_lof_many([f.lof for f in fits], z, key),
-    )
+    joined = _joined(fits)
+    at = np.array([joined.index[id(f)] for f in fits], dtype=np.intp)[key]
+    z = (x - joined.center[at]) / joined.scale[at]
+    raw = (-joined.forest(z, at), -joined.svm(z, at), -joined.lof(z, at))
     for k, fit in enumerate(fits):
         rows = np.flatnonzero(key == k)
         if len(rows):
@@ -988,87 +985,163 @@ def scores_many(
     return out
 
 
-def _forest_many(forests: Sequence[FittedForest], z: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """``FittedForest.score_samples`` of each row by its key's forest (the forests'
-    traversal arrays concatenated; a leaf leads to itself, so extra steps are idle)."""
-    plans = [f._plan for f in forests]
-    trees = plans[0].roots.size
-    if any(p.roots.size != trees for p in plans):
+@dataclass(frozen=True, slots=True, eq=False)
+class _Joined:
+    """The arrays of several fits joined for :func:`scores_many` (fit ``k`` of ``fits``
+    at position ``index[id(fit)]``)."""
+
+    fits: tuple[FittedDetectors, ...]
+    """Held so that the ids in ``index`` stay those of these fits."""
+    index: dict[int, int]
+    center: np.ndarray
+    scale: np.ndarray
+    plans: tuple[_ForestPlan, ...]
+    feature: np.ndarray
+    threshold: np.ndarray
+    nan_right: np.ndarray
+    children: np.ndarray
+    leaf_value: np.ndarray
+    roots: np.ndarray
+    denominator: np.ndarray
+    vectors: np.ndarray
+    coef: np.ndarray
+    gamma: np.ndarray
+    rho: np.ndarray
+    fit_x: np.ndarray
+    valid: np.ndarray
+    k_distance: np.ndarray
+    lrd: np.ndarray
+    neighbors: np.ndarray
+
+    @classmethod
+    def of(cls, fits: Sequence[FittedDetectors]) -> _Joined:
+        plans = tuple(f.forest._plan for f in fits)
+        offsets = np.cumsum([0] + [p.feature.size for p in plans[:-1]])
+        svms, lofs = [f.svm for f in fits], [f.lof for f in fits]
+        features = fits[0].n_features
+        vectors = np.zeros((len(fits), max(s.support_vectors.shape[0] for s in svms), features))
+        coef = np.zeros(vectors.shape[:2])
+        for k, s in enumerate(svms):
+            vectors[k, : s.support_vectors.shape[0]] = s.support_vectors
+            coef[k, : s.dual_coef.size] = s.dual_coef
+        rows = max(m.fit_X.shape[0] for m in lofs)
+        fit_x = np.zeros((len(fits), rows, features))
+        valid = np.zeros((len(fits), rows), dtype=bool)
+        k_distance, lrd = np.zeros((len(fits), rows)), np.zeros((len(fits), rows))
+        for k, m in enumerate(lofs):
+            n = m.fit_X.shape[0]
+            fit_x[k, :n], valid[k, :n] = m.fit_X, True
+            k_distance[k, :n], lrd[k, :n] = m.k_distance, m.lrd
+        same_trees = len({p.roots.size for p in plans}) == 1
+        return cls(
+            fits=tuple(fits),
+            index={id(f): k for k, f in enumerate(fits)},
+            center=np.stack([f.center for f in fits]),
+            scale=np.stack([f.scale for f in fits]),
+            plans=plans,
+            feature=np.concatenate([p.feature for p in plans]),
+            threshold=np.concatenate([p.threshold for p in plans]),
+            nan_right=np.concatenate([p.nan_right for p in plans]),
+            children=np.concatenate([p.children + o for p, o in zip(plans, offsets, strict=True)]),
+            leaf_value=np.concatenate([p.leaf_value for p in plans]),
+            roots=(
+                np.stack([p.roots + o for p, o in zip(plans, offsets, strict=True)])
+                if same_trees
+                else np.zeros((0, 0), dtype=np.intp)
+            ),
+            denominator=np.array([p.denominator for p in plans]),
+            vectors=vectors,
+            coef=coef,
+            gamma=np.array([s.gamma for s in svms]),
+            rho=np.array([s.rho for s in svms]),
+            fit_x=fit_x,
+            valid=valid,
+            k_distance=k_distance,
+            lrd=lrd,
+            neighbors=np.array([m.n_neighbors for m in lofs]),
+        )
+
+    def forest(self, z: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """``FittedForest.score_samples`` of each row by its key's forest (a leaf leads to
+        itself, so the steps beyond a shallower forest's depth are idle)."""
+        if not self.roots.size:  # forests of different sizes: one call per forest
+            out = np.empty(len(z))
+            for k, fit in enumerate(self.fits):
+                rows = np.flatnonzero(key == k)
+                out[rows] = fit.forest.score_samples(z[rows])
+            return out
+        trees = self.roots.shape[1]
+        x = z.astype(np.float32)
+        flat = x.ravel()
+        row_start = np.repeat(np.arange(len(x), dtype=np.intp) * x.shape[1], trees)
+        slot = self.roots[key].ravel()
+        with_nan = bool(np.isnan(flat).any())
+        for _ in range(max(p.n_steps for p in self.plans)):
+            value = flat[row_start + self.feature[slot]]
+            right = value > self.threshold[slot]
+            if with_nan:
+                right |= np.isnan(value) & self.nan_right[slot]
+            slot = self.children[slot + right]
+        depths = _running_total(self.leaf_value[slot].reshape(len(x), trees))
+        denominator = self.denominator[key]
+        ok = denominator != 0
+        ratio = np.where(ok, depths / np.where(ok, denominator, 1.0), 1.0)
+        return -np.power(2.0, -ratio)
+
+    def svm(self, z: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """``FittedSVM.score_samples`` of each row by its key's SVM (support vectors padded
+        with zero coefficients, which add exactly nothing at the end of the sum)."""
+        mine = self.vectors[key]
+        total = np.square(z[:, 0, None] - mine[:, :, 0])
+        for j in range(1, z.shape[1]):
+            total += np.square(z[:, j, None] - mine[:, :, j])
+        kernel = np.exp(-self.gamma[key][:, None] * total)
+        rho = self.rho[key]
+        return (_running_total(kernel * self.coef[key]) - rho) + rho
+
+    def lof(self, z: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """``FittedLOF.score_samples`` of each row by its key's model (training rows
+        padded with infinitely far ones; the k nearest found by a stable sort)."""
+        mine = self.fit_x[key]
+        squared = np.square(z[:, 0, None] - mine[:, :, 0])
+        for j in range(1, z.shape[1]):
+            squared += np.square(z[:, j, None] - mine[:, :, j])
+        squared = np.where(self.valid[key], squared, np.inf)
+        order = np.argsort(squared, axis=1, kind="stable")
+        neighbors_of = self.neighbors[key]
         out = np.empty(len(z))
-        for k, forest in enumerate(forests):
-            rows = np.flatnonzero(key == k)
-            out[rows] = forest.score_samples(z[rows])
+        for k in np.unique(neighbors_of).tolist():
+            rows = np.flatnonzero(neighbors_of == k)
+            neighbors = order[rows, :k]
+            near = np.sqrt(np.take_along_axis(squared[rows], neighbors, axis=1))
+            owner = key[rows, None]
+            reach = np.maximum(near, self.k_distance[owner, neighbors])
+            # sums added in order (the same bits for a row however many rows there are)
+            x_lrd = 1.0 / (_running_total(reach) / k + _LOF_EPS)
+            out[rows] = -(_running_total(self.lrd[owner, neighbors] / x_lrd[:, None]) / k)
         return out
-    offsets = np.cumsum([0] + [p.feature.size for p in plans[:-1]])
-    feature = np.concatenate([p.feature for p in plans])
-    threshold = np.concatenate([p.threshold for p in plans])
-    nan_right = np.concatenate([p.nan_right for p in plans])
-    children = np.concatenate([p.children + o for p, o in zip(plans, offsets, strict=True)])
-    leaf_value = np.concatenate([p.leaf_value for p in plans])
-    roots = np.stack([p.roots + o for p, o in zip(plans, offsets, strict=True)])
-    x = z.astype(np.float32)
-    flat = x.ravel()
-    row_start = np.repeat(np.arange(len(x), dtype=np.intp) * x.shape[1], trees)
-    slot = roots[key].ravel()
-    with_nan = bool(np.isnan(flat).any())
-    for _ in range(max(p.n_steps for p in plans)):
-        value = flat[row_start + feature[slot]]
-        right = value > threshold[slot]
-        if with_nan:
-            right |= np.isnan(value) & nan_right[slot]
-        slot = children[slot + right]
-    depths = _running_total(leaf_value[slot].reshape(len(x), trees))
-    denominator = np.array([p.denominator for p in plans])[key]
-    ratio = np.where(denominator != 0, depths / np.where(denominator != 0, denominator, 1.0), 1.0)
-    return -np.power(2.0, -ratio)
 
 
-def _svm_many(svms: Sequence[FittedSVM], z: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """``FittedSVM.score_samples`` of each row by its key's SVM (support vectors padded
-    with zero coefficients, which add exactly nothing at the end of the sum)."""
-    longest = max(s.support_vectors.shape[0] for s in svms)
-    vectors = np.zeros((len(svms), longest, z.shape[1]))
-    coef = np.zeros((len(svms), longest))
-    for k, s in enumerate(svms):
-        vectors[k, : s.support_vectors.shape[0]] = s.support_vectors
-        coef[k, : s.dual_coef.size] = s.dual_coef
-    gamma = np.array([s.gamma for s in svms])[key]
-    rho = np.array([s.rho for s in svms])[key]
-    mine = vectors[key]  # (rows, vectors, features)
-    total = np.square(z[:, 0, None] - mine[:, :, 0])
-    for j in range(1, z.shape[1]):
-        total += np.square(z[:, j, None] - mine[:, :, j])
-    kernel = np.exp(-gamma[:, None] * total)
-    return (_running_total(kernel * coef[key]) - rho) + rho
+_JOINED: dict[int, _Joined] = {}
+"""Per number of columns, the fits last joined (a worker's batches of hosts and of links
+differ in columns)."""
 
 
-def _lof_many(lofs: Sequence[FittedLOF], z: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """``FittedLOF.score_samples`` of each row by its key's model (training rows padded
-    with infinitely far ones; the k nearest found by a stable sort)."""
-    longest = max(m.fit_X.shape[0] for m in lofs)
-    fit_x = np.zeros((len(lofs), longest, z.shape[1]))
-    valid = np.zeros((len(lofs), longest), dtype=bool)
-    k_distance = np.zeros((len(lofs), longest))
-    lrd = np.zeros((len(lofs), longest))
-    for k, m in enumerate(lofs):
-        n = m.fit_X.shape[0]
-        fit_x[k, :n], valid[k, :n] = m.fit_X, True
-        k_distance[k, :n], lrd[k, :n] = m.k_distance, m.lrd
-    mine = fit_x[key]
-    squared = np.square(z[:, 0, None] - mine[:, :, 0])
-    for j in range(1, z.shape[1]):
-        squared += np.square(z[:, j, None] - mine[:, :, j])
-    squared = np.where(valid[key], squared, np.inf)
-    order = np.argsort(squared, axis=1, kind="stable")
-    neighbors_of = np.array([m.n_neighbors for m in lofs])[key]
-    out = np.empty(len(z))
-    for k in np.unique(neighbors_of).tolist():
-        rows = np.flatnonzero(neighbors_of == k)
-        neighbors = order[rows, :k]
-        near = np.sqrt(np.take_along_axis(squared[rows], neighbors, axis=1))
-        owner = key[rows, None]
-        reach = np.maximum(near, k_distance[owner, neighbors])
-        # sums added in order (the same bits for a row however many rows there are)
-        x_lrd = 1.0 / (_running_total(reach) / k + _LOF_EPS)
-        out[rows] = -(_running_total(lrd[owner, neighbors] / x_lrd[:, None]) / k)
-    return out
+def _joined(fits: Sequence[FittedDetectors]) -> _Joined:
+    """Joined arrays holding at least ``fits``: the last ones joined if they do (a batch
+    of the same keys, whatever their order or subset), else joined again with them (and
+    the previous ones while those are not many more: fits replaced by refits fall away
+    at the next rebuild)."""
+    width = fits[0].n_features
+    have = _JOINED.get(width)
+    if have is not None and all(
+        (k := have.index.get(id(f))) is not None and have.fits[k] is f for f in fits
+    ):
+        return have
+    pool = {id(f): f for f in fits}
+    if have is not None and len(have.fits) <= len(pool) + 64:
+        for f in have.fits:
+            pool.setdefault(id(f), f)
+    joined = _Joined.of(list(pool.values()))
+    _JOINED[width] = joined
+    return joined
