@@ -340,6 +340,12 @@ class _Tape:
     """Per run row, the key's sample count before it."""
     periods: np.ndarray
     """Per run row and metric, the period in force (0: none)."""
+    lengths: np.ndarray
+    """Per key, its run's length."""
+    starts: np.ndarray
+    """Per key, its run's first row."""
+    place: np.ndarray
+    """Per run row, its place in its key's run."""
 
     @classmethod
     def build(
@@ -362,7 +368,8 @@ class _Tape:
             values[k, :lo], values[k, lo:mid], values[k, mid:] = np.nan, kv, rv
             steps[k, :lo], steps[k, lo:mid], steps[k, mid:] = np.nan, ks, rs
         key = np.repeat(np.arange(len(runs)), m)
-        j = np.arange(len(key)) - np.repeat(np.cumsum(m) - m, m)
+        starts = np.cumsum(m) - m
+        j = np.arange(len(key)) - starts[key]
         return cls(
             values,
             steps,
@@ -371,6 +378,9 @@ class _Tape:
             (length - m)[key] + j,
             np.asarray(t0, dtype=np.int64)[key] + j,
             np.zeros((len(key), width), dtype=np.int64),
+            m,
+            starts,
+            j,
         )
 
     def windows(
@@ -619,20 +629,15 @@ def _period(series: np.ndarray, r: Recipe) -> int:
 
 
 def _short_means(
-    kept: Sequence[np.ndarray],
-    outputs: np.ndarray,
-    key: np.ndarray,
-    j: np.ndarray,
-    shorts: np.ndarray,
+    kept: Sequence[np.ndarray], outputs: np.ndarray, rows_of: _Tape, shorts: np.ndarray
 ) -> np.ndarray:
-    """Per row of ``outputs`` (rows of a key contiguous and in order, ``j``: the row's
-    place in its key's run; ``kept``: per key, its outputs before them) and detector,
-    the mean of its last ``shorts[k]`` outputs (fewer for a key's first rows: NaN, a
-    sample the detector did not speak on, is ignored)."""
+    """Per run row of ``rows_of`` (its ``outputs``; ``kept``: per key, its outputs before
+    them) and detector, the mean of its last ``shorts[k]`` outputs (fewer for a key's
+    first rows: NaN, a sample the detector did not speak on, is ignored)."""
+    key, j = rows_of.key, rows_of.place
     longest = int(shorts.max())
     before = longest - 1
-    runs = np.bincount(key, minlength=len(kept))
-    tape = np.full((len(kept), before + int(runs.max()), outputs.shape[1]), np.nan)
+    tape = np.full((len(kept), before + int(rows_of.lengths.max()), outputs.shape[1]), np.nan)
     for k, rows in enumerate(kept):
         tail = rows[len(rows) - min(len(rows), before) :]
         tape[k, before - len(tail) : before] = tail
@@ -714,19 +719,17 @@ def _likelihoods(
     histories: Sequence[_ScoreHistory],
     kept: Sequence[np.ndarray],
     means: np.ndarray,
-    key: np.ndarray,
-    j: np.ndarray,
-    t: np.ndarray,
+    rows_of: _Tape,
     r: Recipe,
 ) -> np.ndarray:
-    """:meth:`_ScoreHistory.likelihoods` for the rows of many keys at once (rows of a key
-    contiguous and in order; ``kept``: per key, its short means before them). The running
+    """:meth:`_ScoreHistory.likelihoods` for the run rows of many keys at once (their short
+    ``means``; ``kept``: per key, its short means before them). The running
     sums are cumulative sums in the same order as one row at a time, so the results are
     the same; a key whose run reaches a recomputation of its sums goes row by row."""
+    key, j, t = rows_of.key, rows_of.place, rows_of.t
+    runs, starts = rows_of.lengths, rows_of.starts
     length = r.likelihood_history
     out = np.zeros_like(means)
-    runs = np.bincount(key, minlength=len(histories))
-    starts = np.cumsum(runs) - runs
     stepwise = np.zeros(len(histories), dtype=bool)
     stepwise[key[(t + 1) % length == 0]] = True
     leaving = np.full_like(means, np.nan)
@@ -845,12 +848,11 @@ class KeyEnsemble:
         d = len(names)
         self.values = History(recipe.value_history, d)
         self.steps = History(recipe.value_history, d)
+        self.shorts = np.array([recipe.short_of(name) for name in DETECTORS])
         # the outputs a short mean needs, in whole chunks
-        longest = max(recipe.short_of(name) for name in DETECTORS)
-        self.outputs = History(CHUNK * -(-longest // CHUNK), len(DETECTORS))
+        self.outputs = History(CHUNK * -(-int(self.shorts.max()) // CHUNK), len(DETECTORS))
         self.short_means = History(recipe.likelihood_history + CHUNK, len(DETECTORS))
         self.score_history = _ScoreHistory.empty(len(DETECTORS))
-        self.shorts = np.array([recipe.short_of(name) for name in DETECTORS])
         self.combine = [DETECTORS.index(name) for name in recipe.combine]
         self.weights = np.array([recipe.weights.get(name, 1.0) for name in recipe.combine])
         self.periods = np.zeros(d, dtype=np.int64)
@@ -1158,9 +1160,7 @@ def _score_group(
     tape = _Tape.build(
         [(key.values.rows, key.steps.rows) for key in keys], runs, [key.t for key in keys], r
     )
-    m = np.array([len(rows) for rows in rows_in], dtype=np.int64)
-    starts = np.cumsum(m) - m
-    j = np.arange(int(m.sum())) - np.repeat(starts, m)
+    m, starts = tape.lengths, tape.starts
     fits: list[FittedDetectors | None] = []
     for k, key in enumerate(keys):
         periods, key_fits = key._advance(tape.values[k, tape.origin[k] :], int(m[k]))
@@ -1209,15 +1209,9 @@ def _score_group(
         warnings.simplefilter("ignore", RuntimeWarning)
         outputs[:, -1] = np.nanmean(outputs[:, group], axis=1)
     shorts = keys[0].shorts
-    means = _short_means([key.outputs.rows for key in keys], outputs, tape.key, j, shorts)
+    means = _short_means([key.outputs.rows for key in keys], outputs, tape, shorts)
     levels = _likelihoods(
-        [key.score_history for key in keys],
-        [key.short_means.rows for key in keys],
-        means,
-        tape.key,
-        j,
-        t_rows,
-        r,
+        [key.score_history for key in keys], [key.short_means.rows for key in keys], means, tape, r
     )
     levels[~speaking] = 0.0
     combine, weights = keys[0].combine, keys[0].weights
