@@ -209,8 +209,12 @@ class ScalingDecision:
 class ScalingController(Protocol):
     """Decides scaling for one target at a time; its per-target state is bytes."""
 
+    name: str
+    version: str
     policy: str
     resource: str
+    ready_delay_s: float
+    """Seconds new capacity takes to be ready (the lead time actions must allow)."""
 
     def new_state(self, first_demand: float) -> bytes:
         """The state of a target seen for the first time."""

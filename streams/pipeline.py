@@ -132,6 +132,8 @@ class TelemetryPipeline:
                 result = _run(processor, samples, origins, view, scores, outcome.dead_letters)
                 records.extend(result.records)
                 view.annotate(result.predicted)
+                for key, note in result.notes.items():
+                    view.notes.setdefault(key, {}).update(note)
                 for key, fields in result.states.items():
                     outcome.states.setdefault(key, {}).update(fields)
                 for name, count in result.counts.items():
@@ -217,6 +219,8 @@ def _run(
         merged.predicted.update(result.predicted)
         for key, fields in result.states.items():
             merged.states.setdefault(key, {}).update(fields)
+        for key, note in result.notes.items():
+            merged.notes.setdefault(key, {}).update(note)
         for name, count in result.counts.items():
             merged.counts[name] = merged.counts.get(name, 0) + count
     return merged

@@ -477,3 +477,161 @@ class AnomalyAlert:
             "metrics": metrics,
             "produced_at": produced_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadClassRecord:
+    """A ``workload.class.v1`` record: a host's workload class, published when it changes
+    or every so many samples, with the features it was decided on."""
+
+    topic: ClassVar[str] = "workload"
+
+    host_id: str
+    event_id: str
+    ts: float
+    workload_type: str
+    pattern_type: str
+    confidence: float
+    probabilities: dict[str, float]
+    features: dict[str, float]
+    group: int
+    model: ModelRef
+    window_from_ts: float
+    window_samples: int
+    previous_type: str | None
+    trigger: str
+    """Why it was published: ``first``, ``changed`` or ``periodic``."""
+
+    @property
+    def key(self) -> str:
+        return self.host_id
+
+    def to_record(self, produced_at: float) -> dict[str, Any]:
+        """The ``workload.class.v1`` record."""
+        return {
+            "schema_version": 1,
+            "class_id": f"{self.model.name}:{self.model.version}:{self.event_id}",
+            "host_id": self.host_id,
+            "ts": self.ts,
+            "workload_type": self.workload_type,
+            "pattern_type": self.pattern_type,
+            "confidence": self.confidence,
+            "probabilities": dict(self.probabilities),
+            "features": dict(self.features),
+            "group": self.group,
+            "previous_type": self.previous_type,
+            "trigger": self.trigger,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "source_event_ids": [self.event_id],
+            "input_window": {
+                "from_ts": self.window_from_ts,
+                "to_ts": self.ts,
+                "samples": self.window_samples,
+            },
+            "produced_at": produced_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastView:
+    """The forecast a scaling action was decided on, in the demand's units."""
+
+    horizons_s: tuple[float, ...]
+    point: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    interval_level: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingAction:
+    """An ``actions.scaling.v1`` record: one action for the autoscaler, with its reasons.
+
+    ``action_id`` is deterministic (the target, the event acted on and the action), so a
+    redelivered decision has the same id and the autoscaler can drop it.
+    """
+
+    topic: ClassVar[str] = "scaling"
+
+    target: str
+    event_id: str
+    ts: float
+    action: str
+    resource: str
+    policy: str
+    current_value: float
+    target_value: float
+    score: float
+    urgency: float
+    confidence: float
+    model: ModelRef
+    models: tuple[ModelRef, ...]
+    summary: str
+    rule: str
+    metric: str
+    demand: float
+    threshold: float
+    seconds_to_breach: float | None
+    lead_time_s: float
+    cost_impact: float
+    performance_impact: float
+    forecast: ForecastView | None
+    workload_type: str | None
+    window_from_ts: float
+    window_samples: int
+
+    @property
+    def key(self) -> str:
+        return self.target
+
+    @property
+    def action_id(self) -> str:
+        return f"{self.target}:{self.event_id}:{self.action}"
+
+    def to_record(self, produced_at: float) -> dict[str, Any]:
+        """The ``actions.scaling.v1`` record."""
+        reason: dict[str, Any] = {
+            "summary": self.summary,
+            "rule": self.rule,
+            "metric": self.metric,
+            "demand": self.demand,
+            "threshold": self.threshold,
+            "seconds_to_breach": self.seconds_to_breach,
+            "lead_time_s": self.lead_time_s,
+            "cost_impact": self.cost_impact,
+            "performance_impact": self.performance_impact,
+            "urgency": self.urgency,
+            "workload_type": self.workload_type,
+        }
+        if self.forecast is not None:
+            f = self.forecast
+            reason |= {
+                "forecast": list(f.point),
+                "forecast_lower": list(f.lower),
+                "forecast_upper": list(f.upper),
+                "forecast_horizons_s": list(f.horizons_s),
+                "interval_level": f.interval_level,
+            }
+        return {
+            "schema_version": 1,
+            "action_id": self.action_id,
+            "target": self.target,
+            "ts": self.ts,
+            "action": self.action,
+            "resource": self.resource,
+            "policy": self.policy,
+            "current_value": self.current_value,
+            "target_value": self.target_value,
+            "score": self.score,
+            "confidence": self.confidence,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "models": [{"name": m.name, "version": m.version} for m in self.models],
+            "source_event_ids": [self.event_id],
+            "input_window": {
+                "from_ts": self.window_from_ts,
+                "to_ts": self.ts,
+                "samples": self.window_samples,
+            },
+            "reason": reason,
+            "produced_at": produced_at,
+        }

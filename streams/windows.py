@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class BatchWindows:
     duplicates: int = 0
     newest: dict[str, str | None] = field(default_factory=dict)
     states: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def upto(self, key: str, index: int, steps: int) -> list[WindowEntry]:
         """The last ``steps`` entries of ``key`` up to and including sample ``index``'s."""
@@ -101,7 +102,11 @@ class BatchWindows:
     def only(self, index: int) -> BatchWindows:
         """A view for sample ``index`` alone (a processor re-run on one sample)."""
         return BatchWindows(
-            self.entries, [self.positions[index]], [self.fresh[index]], states=self.states
+            self.entries,
+            [self.positions[index]],
+            [self.fresh[index]],
+            states=self.states,
+            notes=self.notes,
         )
 
     def annotate(self, predicted: Mapping[str, float]) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from .anomaly import AnomalyProcessor
 from .bandwidth import BandwidthProcessor
 from .base import Processor, ProcessorFactory, ProcessorParts, ProcessorResult
+from .scaling import ScalingProcessor
+from .workload import WorkloadProcessor
 
 PROCESSORS: dict[str, tuple[ProcessorFactory, ...]] = {
     "link": (BandwidthProcessor.from_parts, AnomalyProcessor.for_links),
-    "host": (AnomalyProcessor.for_hosts,),
+    "host": (AnomalyProcessor.for_hosts, WorkloadProcessor.from_parts, ScalingProcessor.from_parts),
 }
 """Processor factories per input role (``streams.topics.INPUT_ROLES``), run in this order."""
 
@@ -25,4 +27,6 @@ __all__ = [
     "ProcessorFactory",
     "ProcessorParts",
     "ProcessorResult",
+    "ScalingProcessor",
+    "WorkloadProcessor",
 ]

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..alerts import AlertPolicy
+from ..capacity import Forecaster, ScalingController, WorkloadClassifier
 from ..detector import AnomalyModel
 from ..predictor import BandwidthPredictor, OnlineAdjuster
-from ..records import OutputRecord, Score
+from ..records import ModelRef, OutputRecord, Score
 from ..windows import BatchWindows
 
 PredictorLookup = Callable[[str], BandwidthPredictor]
@@ -26,12 +27,15 @@ class ProcessorResult:
             id (read back by the processor in later batches; see :mod:`online.gain`).
         counts: named counts the worker exports (e.g. ``predictions``, ``warming_up``).
         states: per key, state fields to persist with the batch's window entries.
+        notes: per key, what this processor tells the processors after it in the same
+            batch (e.g. the host's workload class; see :attr:`BatchWindows.notes`).
     """
 
     records: list[OutputRecord] = field(default_factory=list)
     predicted: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     states: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Processor(Protocol):
@@ -77,6 +81,14 @@ class ProcessorParts:
             as the model made them).
         anomaly: the anomaly model of hosts and links (``None``: no anomaly alerts).
         alert_policy: when anomaly alerts open, update and resolve.
+        workload: the active workload classifier, looked up once per batch (``None``:
+            no workload classes).
+        workload_history: host samples the workload processor keeps per host.
+        workload_version: the active classifier's name and version (for the scaling
+            actions' list of models), or ``None``.
+        forecaster: the active demand forecaster, looked up once per batch.
+        scaling: the scaling controller (``None``: no scaling actions).
+        scaling_metric: the host metric scaling demand is measured in.
     """
 
     predictors: PredictorLookup
@@ -84,6 +96,12 @@ class ProcessorParts:
     bandwidth_adapter: OnlineAdjuster | None = None
     anomaly: AnomalyModel | None = None
     alert_policy: AlertPolicy = field(default_factory=AlertPolicy)
+    workload: Callable[[], WorkloadClassifier | None] | None = None
+    workload_history: int = 1440
+    workload_version: Callable[[], ModelRef | None] | None = None
+    forecaster: Callable[[], Forecaster | None] | None = None
+    scaling: ScalingController | None = None
+    scaling_metric: str = "cpu_pct"
 
 
 ProcessorFactory = Callable[[ProcessorParts], Processor | None]
