@@ -29,7 +29,7 @@ from ..capacity import DemandForecast, Forecaster, ScalingController, ScalingDec
 from ..records import ForecastView, HostSample, ModelRef, ScalingAction, Score, WindowEntry
 from ..windows import BatchWindows
 from .base import ProcessorParts, ProcessorResult
-from .workload import NOTE_TYPE
+from .workload import workload_type_at
 
 STATE_FIELD = "scaling.state"
 UPTO_FIELD = "scaling.upto"
@@ -74,6 +74,7 @@ class ScalingProcessor:
         self.cache_keys = cache_keys
         self.workload_version = workload_version
         self._cache: OrderedDict[str, _Target] = OrderedDict()
+        self._lookback = 1
 
     @classmethod
     def from_parts(cls, parts: ProcessorParts) -> ScalingProcessor | None:
@@ -117,6 +118,7 @@ class ScalingProcessor:
         if not runs:
             return result
         forecaster = self.forecaster()
+        self._lookback = 1 if forecaster is None else forecaster.lookback
         forecasts = self._forecasts(forecaster, samples, windows, runs)
         models = [ModelRef(self.controller.name, self.controller.version)]
         if forecaster is not None:
@@ -131,9 +133,9 @@ class ScalingProcessor:
             )
             target.dirty = True
             self._hold(key, target)
-            kind = windows.notes.get(key, {}).get(NOTE_TYPE)
             for i in indexes:
                 sample = samples[i]
+                kind = workload_type_at(windows, key, i)
                 demand = _demand(sample, self.metric)
                 forecast = forecasts.get(i)
                 step_s = _step_s(windows.upto(key, i, 3))
@@ -174,7 +176,6 @@ class ScalingProcessor:
         steps: list[float] = []
         kinds: list[str | None] = []
         for key, indexes in runs.items():
-            kind = windows.notes.get(key, {}).get(NOTE_TYPE)
             for i in indexes:
                 entries = windows.upto(key, i, forecaster.lookback)
                 if len(entries) < forecaster.lookback:
@@ -186,7 +187,7 @@ class ScalingProcessor:
                 where.append(i)
                 last_ts.append(samples[i].ts)
                 steps.append(_step_s(entries))
-                kinds.append(kind)
+                kinds.append(workload_type_at(windows, key, i))
         if not rows:
             return {}
         made = forecaster.forecast_many(np.vstack(rows), np.array(last_ts), np.array(steps), kinds)
@@ -203,7 +204,8 @@ class ScalingProcessor:
         index: int,
     ) -> ScalingAction:
         f = decision.forecast
-        entries = windows.upto(key, index, len(windows.entries[key]))
+        # the entries the decision saw: the forecast's lookback, or the sample alone
+        entries = windows.upto(key, index, 1 if f is None else self._lookback)
         view = None
         if f is not None:
             step = _step_s(entries[-3:]) if len(entries) > 1 else 60.0

@@ -35,8 +35,10 @@ CHUNK_PREFIX = "workload.h"
 """Prefix of the state fields holding a host's history chunks."""
 STATE_FORMAT = 1
 
-NOTE_TYPE = "workload_type"
-"""Note key under which the host's current workload type is handed on."""
+NOTE_TYPE = "workload_types"
+"""Note key under which a host's workload types are handed on: ``[(index, type), ...]``,
+the type in effect from sample ``index`` of the batch on (the first pair, at index -1,
+is the type the host had before the batch)."""
 
 ClassifierLookup = Callable[[], WorkloadClassifier | None]
 """Returns the active workload classifier (``None``: no classifier is served)."""
@@ -156,6 +158,7 @@ class WorkloadProcessor:
         placed: list[tuple[int, WorkloadClassRecord]] = []
         for key, indexes in runs.items():
             host = hosts[key]
+            timeline: list[tuple[int, str | None]] = [(-1, host.workload_type)]
             for i in indexes:
                 host.since_publish += 1
                 if i not in found or model is None:
@@ -166,13 +169,13 @@ class WorkloadProcessor:
                 record = self._publish(host, samples[i], rows, one, model)
                 if record is not None:
                     placed.append((i, record))
+                    timeline.append((i, host.workload_type))
             fields = host.history.dump(CHUNK_PREFIX)
             fields[META_FIELD] = host.meta()
             host.saved.update(fields)
             host.dirty = False
             result.states[key] = fields
-            if host.workload_type is not None:
-                result.notes[key] = {NOTE_TYPE: host.workload_type}
+            result.notes[key] = {NOTE_TYPE: timeline}
         placed.sort(key=lambda pair: pair[0])
         result.records.extend(record for _, record in placed)
         result.counts["workload_classes"] = len(placed)
@@ -265,3 +268,15 @@ def _step_s(ts: np.ndarray) -> float:
     gaps = np.diff(ts)
     gaps = gaps[gaps > 0]
     return float(np.median(gaps)) if len(gaps) else 60.0
+
+
+def workload_type_at(windows: BatchWindows, key: str, index: int) -> str | None:
+    """The workload type of host ``key`` in effect at sample ``index`` of the batch, as
+    the workload processor handed it on (``None``: not classified yet, or no workload
+    processor ran)."""
+    kind = None
+    for at, value in windows.notes.get(key, {}).get(NOTE_TYPE, ()):
+        if at > index:
+            break
+        kind = value
+    return kind
