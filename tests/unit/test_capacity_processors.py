@@ -185,9 +185,11 @@ def test_a_restarted_worker_goes_on_from_the_store(whole: list[bytes]) -> None:
 def test_the_forecaster_hears_the_workload_class() -> None:
     store = InMemoryWindowStore()
     models = StandIn()
-    asyncio.run(pipeline(store, models).handle("host", host_stream(200, hosts=1)))
+    outcome = asyncio.run(pipeline(store, models).handle("host", host_stream(200, hosts=1)))
+    classes = by_topic([r.value for r in outcome.outputs])["workload"]
     # the host is classified (from sample 30) before it has a forecast (from sample 60)
-    assert set(models.kinds_seen) == {"CPU_INTENSIVE", "BACKGROUND"}
+    assert None not in models.kinds_seen
+    assert models.kinds_seen[-1] == classes[-1]["workload_type"]
 
 
 def test_hosts_without_the_demand_metric_get_no_actions() -> None:
