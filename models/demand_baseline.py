@@ -2,8 +2,9 @@
 
 It implements :class:`streams.capacity.Forecaster` with no training: the forecast at
 every horizon is the mean of the last ``recent`` values, and the interval is that point
-plus or minus ``z`` times the window's RMS one-step change, widened by ``sqrt(h)`` (a
-random walk's spread). It is what the scaling simulator uses when no trained ensemble
+plus or minus ``z`` times the window's RMS one-step change (without its largest tenth: a
+spike or an on/off jump must not widen every interval), widened by ``sqrt(h)`` (a random
+walk's spread). It is what the scaling simulator uses when no trained ensemble
 is shipped (``novacron simulate scaling --forecaster persistence``) and what tests use
 as a small, exact stand-in.
 """
@@ -61,7 +62,7 @@ class PersistenceForecaster:
         """``(point, lower, upper, confidence)`` for ``(k, lookback)`` histories."""
         h = np.asarray(histories, dtype=float)[:, -self.lookback :]
         level = h[:, -self.recent :].mean(axis=1)
-        vol = np.sqrt(np.mean(np.diff(h, axis=1) ** 2, axis=1)) if h.shape[1] > 1 else 0 * level
+        vol = _trimmed_rms(np.diff(h, axis=1))
         spread = Z_80 * vol[:, None] * np.sqrt(np.asarray(self.horizons, dtype=float))[None, :]
         point = np.repeat(level[:, None], len(self.horizons), axis=1)
         floor = np.where(h.min(axis=1) >= 0, 0.0, -np.inf)[:, None]
@@ -94,3 +95,17 @@ class PersistenceForecaster:
             )
             for i in range(point.shape[0])
         ]
+
+
+def _trimmed_rms(diffs: np.ndarray) -> np.ndarray:
+    """Row-wise RMS of the one-step changes without the largest tenth.
+
+    Examples:
+        >>> float(_trimmed_rms(np.array([[0.1, -0.1] * 9 + [5.0, -5.0]]))[0])
+        0.1
+    """
+    if diffs.shape[1] == 0:
+        return np.zeros(diffs.shape[0])
+    keep = diffs.shape[1] - diffs.shape[1] // 10
+    smallest = np.sort(np.abs(diffs), axis=1)[:, :keep]
+    return np.asarray(np.sqrt((smallest * smallest).mean(axis=1)))

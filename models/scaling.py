@@ -227,10 +227,17 @@ class CapacityController:
             # older ones met a gap in the samples: dropped
         state.forecasts = kept
 
-    def _k(self, state: TargetState, forecast: DemandForecast) -> float:
+    def _k(self, state: TargetState, forecast: DemandForecast, relative_width: float) -> float:
         q = self.settings.quantile
-        if len(state.scores) >= self.min_calibration:
-            return state.upper_score(q)
+        n = len(state.scores)
+        if n >= self.min_calibration:
+            weight = self.settings.violation_weight
+            if weight is None:
+                return state.upper_score(q)
+            ranks = np.arange(max(math.ceil((n + 1) * 0.5), 1), min(math.ceil((n + 1) * q), n) + 1)
+            cand = np.asarray(state.sorted_scores)[ranks - 1]
+            cost = cand * relative_width + weight * (n - ranks) / n
+            return float(cand[int(np.argmin(cost))])
         # the forecaster's own interval, read as a normal one, until errors are known
         z_nominal = NormalDist().inv_cdf(0.5 + forecast.interval_level / 2)
         return NormalDist().inv_cdf(q) / z_nominal
@@ -256,10 +263,11 @@ class CapacityController:
         state.forecasts.append(
             (ts + forecast.horizons[lead] * step_s, float(point[lead]), float(widths[lead]))
         )
-        k = self._k(state, forecast)
+        level = max(float(point[lead]), demand, 0.01 * cap)
+        k = self._k(state, forecast, float(widths[lead]) / level)
         reach = max(s.horizon_s, forecast.horizons[lead] * step_s)
         used = [i for i, h in enumerate(forecast.horizons) if h * step_s <= reach + _EPS]
-        bounds = point[used] + k * widths[used]
+        bounds = np.maximum(point[used] + k * widths[used], point[used] * (1 + s.min_headroom))
         best = int(np.argmax(bounds))
         upper = float(bounds[best])
         sized = max(demand, upper)

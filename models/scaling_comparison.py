@@ -9,11 +9,11 @@ counted as ours.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.capacity import SCALING_POLICIES
+from streams.capacity import SCALING_POLICIES, Forecaster
 
 from .demand_traces import DemandTrace
 from .hpa import HpaSettings
@@ -28,6 +28,7 @@ from .simulation import (
     Progress,
     StaticScaler,
     TraceForecasts,
+    forecast_trace,
     simulate,
     static_instances,
 )
@@ -194,7 +195,7 @@ def frontier_steps(trace: DemandTrace, policies: Sequence[str]) -> int:
     return runs * len(trace.demand)
 
 
-def pareto(points: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+def pareto(points: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
     """The (cost, violations) points no other point beats on both, by cost.
 
     Examples:
@@ -314,3 +315,36 @@ def _kind(name: str) -> str:
 
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
+
+
+def simulate_trace(
+    trace: DemandTrace,
+    model: CapacityModel,
+    forecaster: Forecaster | None,
+    hpa: HpaSettings | None = None,
+    policies: Sequence[str] = SCALING_POLICIES,
+    frontier: bool = False,
+    progress: Progress | None = None,
+) -> Comparison:
+    """The simulator's core: forecast the trace in chunks, replay every autoscaler and,
+    with ``frontier``, sweep their settings."""
+    forecasts = None
+    if forecaster is not None:
+        forecasts = forecast_trace(
+            forecaster, trace.demand, trace.ts, trace.step_s, progress=progress
+        )
+    comparison = compare_policies(trace, model, forecasts, hpa, policies, progress)
+    if frontier:
+        sweep_frontier(comparison, trace, forecasts, hpa, policies, progress)
+    return comparison
+
+
+def total_steps(
+    trace: DemandTrace, policies: Sequence[str], frontier: bool, lookback: int | None
+) -> int:
+    """Steps :func:`simulate_trace` reports to its progress callback (``lookback``: the
+    forecaster's, ``None`` without one)."""
+    n = len(trace.demand)
+    forecasts = 0 if lookback is None else max(n - lookback + 1, 0)
+    steps = forecasts + (3 + len(policies)) * n
+    return steps + (frontier_steps(trace, policies) if frontier else 0)

@@ -35,6 +35,14 @@ class PolicySettings:
         scale_in_cooldown_s: time between two scale-ins.
         max_step_out: a scale-out asks for at most ``max(current x this, current + 4)``.
         max_step_in: a scale-in removes at most this share of the current capacity.
+        violation_weight: when set, the bound sized for is the calibrated quantile
+            between the median and ``quantile`` that minimises ``headroom / level +
+            violation_weight x P(demand above it)``: a violating step costs as much as
+            that many steps of the whole fleet, so a tight error distribution is covered
+            far into its tail and a burst that would need the fleet many times over is
+            not.
+        min_headroom: the bound is at least the point forecast x (1 + this): rare jumps
+            the errors of the last hours do not show still find room.
     """
 
     target_utilisation: float = 0.7
@@ -47,6 +55,8 @@ class PolicySettings:
     scale_in_cooldown_s: float = 60.0
     max_step_out: float = 2.0
     max_step_in: float = 0.5
+    violation_weight: float | None = None
+    min_headroom: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("target_utilisation", "reactive_utilisation"):

@@ -14,6 +14,7 @@ from agents.settings import Settings
 from streams.errors import NovacronError
 
 from .models_cli import models_app
+from .simulate_cli import simulate_app
 
 app = typer.Typer(
     help="NovaCron telemetry ML: streaming bandwidth predictions, alerts and actions.",
@@ -31,6 +32,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
+app.add_typer(simulate_app, name="simulate")
 
 console = Console(stderr=True)
 out = Console()
