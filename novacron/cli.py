@@ -13,6 +13,7 @@ from rich.console import Console
 from agents.settings import Settings
 from streams.errors import NovacronError
 
+from .forecast_cli import eval_forecast, train_forecast
 from .models_cli import models_app
 from .simulate_cli import simulate_app
 
@@ -33,6 +34,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
 app.add_typer(simulate_app, name="simulate")
+train_app.command("forecast")(train_forecast)
+eval_app.command("forecast")(eval_forecast)
 
 console = Console(stderr=True)
 out = Console()
