@@ -50,6 +50,8 @@ from .scaling_policy import (
 from .scaling_state import TargetState, decode_state, encode_state
 
 _EPS = 1e-9
+CONTROLLER_VERSION = "1"
+"""Version of the decision logic (with the policy, it names the model behind an action)."""
 
 
 class CapacityController:
@@ -78,6 +80,8 @@ class CapacityController:
         'scale-out: actual demand'
     """
 
+    name = "capacity-controller"
+    version = CONTROLLER_VERSION
     resource = "vm_count"
 
     def __init__(

@@ -20,6 +20,12 @@ simulate_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+@simulate_app.callback()
+def _simulate() -> None:
+    """Replay demand traces against autoscalers (Kubernetes' HPA and ours)."""
+
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -164,7 +170,10 @@ def _print(result: Any) -> None:
         "cost/HPA",
         "pass",
     ):
-        table.add_column(name, justify="left" if name == "policy" else "right")
+        if name == "policy":
+            table.add_column(name, no_wrap=True, min_width=len("ours-performance_optimized"))
+        else:
+            table.add_column(name, justify="right")
     for name, run in result.runs.items():
         ratios = result.ratios(name)
         table.add_row(
