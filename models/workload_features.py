@@ -19,12 +19,13 @@ the histories of one length computed together):
   index into :data:`RESOURCES`, -1 with no data);
 - **seasonality**: for each of the three metrics whose utilisation varies the most,
   the strongest FFT bin of the detrended, standardised series (at least two cycles in
-  the window) proposes a period, which the autocorrelation checks at that lag and at its multiples (a spike train's strongest
-  bin is often a harmonic); ``seasonal_confidence`` is the geometric mean of the
-  autocorrelation at the period and the chance-corrected share of the variance in the
-  period's harmonics, so a period the ACF does not confirm, or noise, scores low. The
-  metric with the highest confidence gives ``period_samples``, ``period_s`` and
-  ``seasonal_acf``. Histories under :data:`MIN_SEASONAL_SAMPLES` have none;
+  the window) proposes a period, which the autocorrelation checks at that lag and at
+  its multiples (a spike train's strongest bin is often a harmonic);
+  ``seasonal_confidence`` is the geometric mean of the autocorrelation at the period
+  and the chance-corrected share of the variance in the period's harmonics, so a
+  period the ACF does not confirm, or noise, scores low. The metric with the highest
+  confidence gives ``period_samples``, ``period_s`` and ``seasonal_acf``. Histories
+  under :data:`MIN_SEASONAL_SAMPLES` have none;
 - the **active series**, the metric whose utilisation varies the most (its index is
   ``active_metric``), gives the shape: linear ``trend_slope`` (relative change per
   hour), ``trend_score`` = tanh(fitted change over the window / level),
@@ -147,11 +148,15 @@ def history_features(history: np.ndarray, step_s: float) -> np.ndarray:
     return features_many([history], [step_s])[0]
 
 
-def features_many(histories: Sequence[np.ndarray], step_s: Sequence[float]) -> np.ndarray:
+def features_many(
+    histories: Sequence[np.ndarray], step_s: Sequence[float], *, compiled: bool = True
+) -> np.ndarray:
     """:func:`history_features` of each history, stacked ``(len(histories), F)``.
 
-    Histories of the same length are computed together (one FFT, one array operation
-    per step for all of them), which is what makes a batch of hosts cheap.
+    Histories of the same length are computed together (one FFT for all of them). The
+    numpy code of this module is the reference; ``compiled`` (the default, for training
+    and serving alike) runs its twin in :mod:`models.workload_compiled`, equal to it and
+    several times faster.
 
     Raises:
         ModelError: a history is not ``(n, 6)``, a step is not positive, or the two
@@ -174,12 +179,15 @@ def features_many(histories: Sequence[np.ndarray], step_s: Sequence[float]) -> n
     groups: dict[int, list[int]] = {}
     for i, array in enumerate(arrays):
         groups.setdefault(array.shape[0], []).append(i)
+    if compiled:
+        from .workload_compiled import same_length  # noqa: PLC0415 (imports this module)
+    else:
+        same_length = _same_length
     for length, members in groups.items():
-        stacked = np.stack([arrays[i] for i in members]) if length else None
-        if stacked is None:
+        if length == 0:
             out[members] = _EMPTY
         else:
-            out[members] = _same_length(stacked, steps[members])
+            out[members] = same_length(np.stack([arrays[i] for i in members]), steps[members])
     return out
 
 
