@@ -16,6 +16,7 @@ from streams.errors import NovacronError
 from .forecast_cli import eval_forecast, train_forecast
 from .models_cli import models_app
 from .simulate_cli import simulate_app
+from .workload_cli import train_workload
 
 app = typer.Typer(
     help="NovaCron telemetry ML: streaming bandwidth predictions, alerts and actions.",
@@ -36,6 +37,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(simulate_app, name="simulate")
 train_app.command("forecast")(train_forecast)
 eval_app.command("forecast")(eval_forecast)
+train_app.command("workload")(train_workload)
 
 console = Console(stderr=True)
 out = Console()
