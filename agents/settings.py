@@ -164,6 +164,44 @@ class Settings(BaseSettings):
         '(JSON, e.g. {"cpu_pct": 20}).',
     )
 
+    workload: bool = Field(
+        True,
+        description="Classify hosts' workloads and publish workload.class.v1 (needs the "
+        "workload-classifier model active in the registry; the shipped one is imported).",
+    )
+    workload_history: int = Field(
+        1440,
+        ge=64,
+        le=20_000,
+        description="Samples of each host's history the workload processor keeps (in Redis, "
+        "with the host's window): a day at one sample a minute.",
+    )
+    scaling: bool = Field(
+        True, description="Decide scaling actions per host and publish actions.scaling.v1."
+    )
+    scaling_metric: str = Field(
+        "cpu_pct",
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="The host metric scaling demand is measured in; times the sample's "
+        "`instances` metric when it reports one.",
+    )
+    scaling_policy: str = Field(
+        "PREDICTIVE",
+        description="The scaling policy: REACTIVE, PREDICTIVE, PROACTIVE, COST_OPTIMIZED, "
+        "PERFORMANCE_OPTIMIZED or HYBRID (docs: README, Scaling actions).",
+    )
+    scaling_capacity_per_instance: float = Field(
+        100.0,
+        gt=0,
+        description="Demand one instance serves, in the metric's units (100: one host's "
+        "cpu_pct).",
+    )
+    scaling_ready_delay_s: float = Field(
+        180.0, ge=0, description="Seconds a new instance takes to be ready (the lead time)."
+    )
+    scaling_min_instances: int = Field(1, ge=1, description="Fewest instances an action asks for.")
+    scaling_max_instances: int = Field(100, ge=1, description="Most instances an action asks for.")
+
     tf_threads: int = Field(
         0, ge=0, description="TensorFlow intra-op threads for `novacron train` (0: all cores)."
     )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from models.anomaly import AnomalyEnsemble
 from models.registry import ModelRegistry
+from models.scaling import CapacityController
 from models.serving import (
     ModelHolder,
     ModelSource,
@@ -22,6 +23,7 @@ from online.gain import OnlineGain
 from streams.errors import ConfigError
 from streams.pipeline import TelemetryPipeline, build_pipeline
 from streams.processors import ProcessorParts
+from streams.records import ModelRef
 from streams.store import WindowStore
 
 from .settings import Settings
@@ -45,14 +47,40 @@ def model_source(settings: Settings, models: str = "registry") -> ModelSource:
     raise ConfigError(msg)
 
 
+def scaling_controller(settings: Settings) -> CapacityController:
+    """The scaling controller ``settings`` configure (policy, capacity, lead time)."""
+    try:
+        return CapacityController(
+            settings.scaling_capacity_per_instance,
+            settings.scaling_policy,
+            ready_delay_s=settings.scaling_ready_delay_s,
+            min_instances=settings.scaling_min_instances,
+            max_instances=settings.scaling_max_instances,
+        )
+    except ValueError as exc:
+        msg = f"The NOVACRON_SCALING_* settings do not fit together: {exc}"
+        raise ConfigError(msg) from exc
+
+
 def processor_parts(settings: Settings, models: ModelHolder) -> ProcessorParts:
     """What the processors are built from, as ``settings`` configure them."""
+
+    def workload_version() -> ModelRef | None:
+        found = models.workload() if settings.workload else None
+        return None if found is None else ModelRef(found.name, found.version)
+
     return ProcessorParts(
         predictors=models.predictor_for,
         window_size=settings.window_size,
         bandwidth_adapter=OnlineGain() if settings.online_gain else None,
         anomaly=AnomalyEnsemble() if settings.anomaly else None,
         alert_policy=settings.alert_policy(),
+        workload=models.workload if settings.workload else None,
+        workload_history=settings.workload_history,
+        workload_version=workload_version,
+        forecaster=models.forecaster,
+        scaling=scaling_controller(settings) if settings.scaling else None,
+        scaling_metric=settings.scaling_metric,
     )
 
 

@@ -1,4 +1,10 @@
-"""The active predictor per mode, swapped atomically when a new version is activated."""
+"""The served models, swapped atomically when a new version is activated.
+
+A worker serves the bandwidth predictor of each link mode and, when their models are
+active in the registry, the workload classifier (``"workload"``) and the demand
+forecaster (``"forecast"``). :class:`ModelHolder` holds them all in one immutable mapping
+of role -> model and replaces it whole, so a batch is served by one set of versions.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,38 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from typing import Any, Protocol, cast
+
+from streams.capacity import Forecaster, WorkloadClassifier
 from streams.errors import ModelError
 from streams.predictor import BandwidthPredictor
 from streams.records import MODES, ModelEvent, ModelRef
 
 from .baseline import HarmonicMeanPredictor
+from .forecast import OnnxForecaster
 from .lstm_predictor import LstmBandwidthPredictor, model_name
 from .registry import ModelRegistry
+from .workload import OnnxWorkloadClassifier
 
 log = logging.getLogger(__name__)
 
-ModelSource = Callable[[], Mapping[str, BandwidthPredictor]]
+WORKLOAD_ROLE = "workload"
+FORECAST_ROLE = "forecast"
+WORKLOAD_MODEL = "workload-classifier"
+"""Registry name of the workload classifier."""
+FORECAST_MODEL = "forecast-ensemble"
+"""Registry name of the demand forecaster."""
+
+
+class Served(Protocol):
+    """What every served model has: a name and a version."""
+
+    name: str
+    version: str
+
+
+ModelSource = Callable[[], Mapping[str, Any]]
+"""Returns the models to serve by role: a link mode, ``"workload"`` or ``"forecast"``."""
 
 
 def baseline_models() -> Mapping[str, BandwidthPredictor]:
@@ -26,7 +53,7 @@ def baseline_models() -> Mapping[str, BandwidthPredictor]:
 
 
 class ModelHolder:
-    """Holds an immutable mapping mode -> predictor and replaces it whole on refresh.
+    """Holds an immutable mapping role -> model and replaces it whole on refresh.
 
     The processor looks the predictor up once per batch, so a batch is served by one
     version and the next batch by the new one: no event is predicted twice or skipped.
@@ -41,14 +68,22 @@ class ModelHolder:
 
     def __init__(self, source: ModelSource) -> None:
         self._source = source
-        self._active: Mapping[str, BandwidthPredictor] = MappingProxyType(dict(source()))
+        self._active: Mapping[str, Any] = MappingProxyType(dict(source()))
 
     def predictor_for(self, mode: str) -> BandwidthPredictor:
         try:
-            return self._active[mode]
+            return cast(BandwidthPredictor, self._active[mode])
         except KeyError:
             msg = f"No model is active for mode {mode!r}; active modes: {sorted(self._active)}"
             raise ModelError(msg) from None
+
+    def workload(self) -> WorkloadClassifier | None:
+        """The active workload classifier (``None``: none is active)."""
+        return cast(WorkloadClassifier | None, self._active.get(WORKLOAD_ROLE))
+
+    def forecaster(self) -> Forecaster | None:
+        """The active demand forecaster (``None``: none is active)."""
+        return cast(Forecaster | None, self._active.get(FORECAST_ROLE))
 
     def refresh(self) -> bool:
         """Reload from the source; swap if any version changed. Returns whether it did."""
@@ -94,7 +129,7 @@ def model_loaded_events(
     return events
 
 
-def _versions(models: Mapping[str, BandwidthPredictor]) -> dict[str, tuple[str, str]]:
+def _versions(models: Mapping[str, Served]) -> dict[str, tuple[str, str]]:
     return {mode: (p.name, p.version) for mode, p in models.items()}
 
 
@@ -103,7 +138,8 @@ SHIPPED_BUNDLE = Path(__file__).with_name("artifacts")
 
 
 class RegistrySource:
-    """The active LSTM of each mode from the registry; the baseline where none is active.
+    """The active LSTM of each mode from the registry (the baseline where none is
+    active), and the active workload classifier and forecaster where there are.
 
     Loaded sessions are cached by version, so polling costs one small SQL query. A
     version whose artifact fails its checksum raises :class:`ModelError`: at start the
@@ -113,11 +149,11 @@ class RegistrySource:
     def __init__(self, registry: ModelRegistry, modes: tuple[str, ...] = MODES) -> None:
         self.registry = registry
         self.modes = modes
-        self._cache: dict[tuple[str, str], BandwidthPredictor] = {}
+        self._cache: dict[tuple[str, str], Any] = {}
 
-    def __call__(self) -> Mapping[str, BandwidthPredictor]:
+    def __call__(self) -> Mapping[str, Any]:
         active = self.registry.active_versions()
-        out: dict[str, BandwidthPredictor] = {}
+        out: dict[str, Any] = {}
         for mode in self.modes:
             name = model_name(mode)
             version = active.get(name)
@@ -129,6 +165,18 @@ class RegistrySource:
                 path = self.registry.verify(self.registry.get(name, version))
                 self._cache[key] = LstmBandwidthPredictor.load(path, name=name, version=version)
             out[mode] = self._cache[key]
+        for role, name, load in (
+            (WORKLOAD_ROLE, WORKLOAD_MODEL, OnnxWorkloadClassifier.load),
+            (FORECAST_ROLE, FORECAST_MODEL, OnnxForecaster.load),
+        ):
+            version = active.get(name)
+            if version is None:
+                continue
+            key = (name, version)
+            if key not in self._cache:
+                path = self.registry.verify(self.registry.get(name, version))
+                self._cache[key] = load(path, name=name, version=version)
+            out[role] = self._cache[key]
         return out
 
 
