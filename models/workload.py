@@ -30,7 +30,6 @@ from streams.errors import ModelError
 from .workload_features import (
     FEATURE_NAMES,
     MIN_SEASONAL_SAMPLES,
-    feature_dict,
     features_many,
     pattern_type,
     round_significant,
@@ -256,22 +255,21 @@ class OnnxWorkloadClassifier:
         probabilities = np.zeros((len(newest), len(self.labels)))
         clusters = np.full(len(newest), -1, dtype=np.int64)
         probabilities[ready], clusters[ready] = self.predict(features[ready])
-        rounded = round_significant(probabilities)
+        rounded = round_significant(probabilities).tolist()
+        tops = np.argmax(probabilities, axis=1).tolist()
+        named_rows = round_significant(features).tolist()
+        threshold = self.metadata.unknown_threshold
         out: list[WorkloadClass] = []
-        for i in range(len(newest)):
-            named = feature_dict(features[i])
-            top = int(np.argmax(probabilities[i]))
-            confidence = float(rounded[i, top])
-            if confidence >= self.metadata.unknown_threshold and confidence > 0:
-                workload_type = self.labels[top]
-            else:
-                workload_type = "UNKNOWN"
+        for i, top in enumerate(tops):
+            named = dict(zip(FEATURE_NAMES, named_rows[i], strict=True))
+            confidence = rounded[i][top]
+            known = confidence >= threshold and confidence > 0
             out.append(
                 WorkloadClass(
-                    workload_type=workload_type,
+                    workload_type=self.labels[top] if known else "UNKNOWN",
                     pattern_type=pattern_type(named),
                     confidence=confidence,
-                    probabilities=dict(zip(self.labels, rounded[i].tolist(), strict=True)),
+                    probabilities=dict(zip(self.labels, rounded[i], strict=True)),
                     features=named,
                     cluster=int(clusters[i]),
                 )
