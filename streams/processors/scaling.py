@@ -3,17 +3,18 @@
 A host's demand is one of its metrics (``cpu_pct`` by default) times the instances
 serving it (the sample's ``instances`` metric; 1 when it reports none, the host alone).
 For every new sample the forecaster forecasts the demand from the host's last
-``lookback`` window entries (the rolling window already holds them), batched across the
-batch's hosts, with the host's workload class from the workload processor when it has
-one; the scaling controller then steps the host's state with the actual demand and the
-forecast, under its safety rules, and may return an action. Hosts with fewer entries
-than the lookback are decided on their actual demand only.
+``lookback`` demands (kept with the host's state, so a batch loads no window entries for
+it), batched across the batch's hosts, with the host's workload class from the workload
+processor when it has one; the scaling controller then steps the host's state with the
+actual demand and the forecast, under its safety rules, and may return an action. Hosts
+with fewer demands than the lookback are decided on their actual demand only.
 
-The controller's state lives in the worker's memory between batches and is persisted
-with the host's window once the batch is delivered (``scaling.state``, with the event id
-it is at in ``scaling.upto``); a host whose state in memory is not at the window's newest
-entry is restored from the store, so a redone batch decides exactly what it decided the
-first time (the action ids are deterministic too).
+The controller's state and the recent demands live in the worker's memory between
+batches and are persisted with the host's window once the batch is delivered
+(``scaling.state``, ``scaling.demand``, with the event id they are at in
+``scaling.upto``); a host whose state in memory is not at the window's newest entry is
+restored from the store, so a redone batch decides exactly what it decided the first
+time (the action ids are deterministic too).
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from ..capacity import DemandForecast, Forecaster, ScalingController, ScalingDecision
-from ..records import ForecastView, HostSample, ModelRef, ScalingAction, Score, WindowEntry
+from ..records import ForecastView, HostSample, ModelRef, ScalingAction, Score
 from ..windows import BatchWindows
 from .base import ProcessorParts, ProcessorResult
 from .workload import workload_type_at
 
 STATE_FIELD = "scaling.state"
+DEMAND_FIELD = "scaling.demand"
 UPTO_FIELD = "scaling.upto"
+DEMAND_KEPT = 64
+"""Recent (event time, demand) pairs kept per host: at least any forecaster's lookback."""
 INSTANCES = "instances"
 """Host metric with the number of instances serving the host's demand (optional)."""
 
@@ -44,6 +48,8 @@ ForecasterLookup = Callable[[], Forecaster | None]
 class _Target:
     upto: str | None
     state: bytes
+    demand: np.ndarray
+    """The host's recent ``(ts, demand)`` rows, oldest first."""
     dirty: bool = False
 
 
@@ -58,7 +64,7 @@ class ScalingProcessor:
     """
 
     name = "scaling"
-    state_fields: tuple[str, ...] = (STATE_FIELD, UPTO_FIELD)
+    state_fields: tuple[str, ...] = (STATE_FIELD, DEMAND_FIELD, UPTO_FIELD)
 
     def __init__(
         self,
@@ -88,8 +94,7 @@ class ScalingProcessor:
         )
 
     def history_depth(self, samples: Sequence[Any]) -> int:
-        forecaster = self.forecaster()
-        return 1 if forecaster is None else forecaster.lookback
+        return 1
 
     def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
         return [
@@ -119,7 +124,19 @@ class ScalingProcessor:
             return result
         forecaster = self.forecaster()
         self._lookback = 1 if forecaster is None else forecaster.lookback
-        forecasts = self._forecasts(forecaster, samples, windows, runs)
+        targets: dict[str, _Target] = {}
+        series: dict[int, np.ndarray] = {}
+        for key, indexes in runs.items():
+            first = _demand(samples[indexes[0]], self.metric)
+            target = targets[key] = self._state_for(key, windows, indexes[0], first)
+            target.dirty = True
+            self._hold(key, target)
+            new = np.array([[samples[i].ts, _demand(samples[i], self.metric)] for i in indexes])
+            rows = np.vstack([target.demand, new])
+            for n, i in enumerate(indexes):
+                series[i] = rows[: len(target.demand) + n + 1][-DEMAND_KEPT:]
+            target.demand = rows[-DEMAND_KEPT:]
+        forecasts = self._forecasts(forecaster, samples, windows, runs, series)
         models = [ModelRef(self.controller.name, self.controller.version)]
         if forecaster is not None:
             models.append(ModelRef(forecaster.name, forecaster.version))
@@ -128,31 +145,25 @@ class ScalingProcessor:
             models.append(workload)
         placed: list[tuple[int, ScalingAction]] = []
         for key, indexes in runs.items():
-            target = self._state_for(
-                key, windows, indexes[0], _demand(samples[indexes[0]], self.metric)
-            )
-            target.dirty = True
-            self._hold(key, target)
+            target = targets[key]
             for i in indexes:
                 sample = samples[i]
-                kind = workload_type_at(windows, key, i)
-                demand = _demand(sample, self.metric)
+                demand = float(series[i][-1, 1])
                 forecast = forecasts.get(i)
-                step_s = _step_s(windows.upto(key, i, 3))
                 target.state, decision = self.controller.step(
-                    target.state, sample.ts, demand, forecast, step_s
+                    target.state, sample.ts, demand, forecast, _step_s(series[i][-3:, 0])
                 )
                 target.upto = sample.event_id
                 result.counts["scaling_decided"] += 1
                 if scores is not None:
                     scores[i].fields["scaling_demand"] = demand
                 if decision is not None:
-                    placed.append(
-                        (i, self._action(key, sample, decision, models, kind, windows, i))
-                    )
+                    kind = workload_type_at(windows, key, i)
+                    placed.append((i, self._action(key, sample, decision, models, kind, series[i])))
             target.dirty = False
             result.states[key] = {
                 STATE_FIELD: target.state,
+                DEMAND_FIELD: target.demand.astype("<f8").tobytes(),
                 UPTO_FIELD: (target.upto or "").encode(),
             }
         placed.sort(key=lambda pair: pair[0])
@@ -166,31 +177,24 @@ class ScalingProcessor:
         samples: Sequence[HostSample],
         windows: BatchWindows,
         runs: Mapping[str, list[int]],
+        series: Mapping[int, np.ndarray],
     ) -> dict[int, DemandForecast]:
-        """Every new sample's forecast from the window up to it, in one call."""
+        """Every new sample's forecast from the demands up to it, in one call."""
         if forecaster is None:
             return {}
-        rows: list[np.ndarray] = []
-        where: list[int] = []
-        last_ts: list[float] = []
-        steps: list[float] = []
-        kinds: list[str | None] = []
-        for key, indexes in runs.items():
-            for i in indexes:
-                entries = windows.upto(key, i, forecaster.lookback)
-                if len(entries) < forecaster.lookback:
-                    continue
-                series = _series(entries, self.metric)
-                if series is None:
-                    continue
-                rows.append(series)
-                where.append(i)
-                last_ts.append(samples[i].ts)
-                steps.append(_step_s(entries))
-                kinds.append(workload_type_at(windows, key, i))
-        if not rows:
+        where = [
+            i for indexes in runs.values() for i in indexes if len(series[i]) >= forecaster.lookback
+        ]
+        if not where:
             return {}
-        made = forecaster.forecast_many(np.vstack(rows), np.array(last_ts), np.array(steps), kinds)
+        rows = [series[i][-forecaster.lookback :] for i in where]
+        kinds = [workload_type_at(windows, samples[i].key, i) for i in where]
+        made = forecaster.forecast_many(
+            np.vstack([r[:, 1] for r in rows]),
+            np.array([samples[i].ts for i in where]),
+            np.array([_step_s(r[:, 0]) for r in rows]),
+            kinds,
+        )
         return dict(zip(where, made, strict=True))
 
     def _action(
@@ -200,15 +204,14 @@ class ScalingProcessor:
         decision: ScalingDecision,
         models: Sequence[ModelRef],
         kind: str | None,
-        windows: BatchWindows,
-        index: int,
+        series: np.ndarray,
     ) -> ScalingAction:
         f = decision.forecast
-        # the entries the decision saw: the forecast's lookback, or the sample alone
-        entries = windows.upto(key, index, 1 if f is None else self._lookback)
+        # the demands the decision saw: the forecast's lookback, or the sample alone
+        seen = series[-(1 if f is None else self._lookback) :]
         view = None
         if f is not None:
-            step = _step_s(entries[-3:]) if len(entries) > 1 else 60.0
+            step = _step_s(seen[-3:, 0])
             view = ForecastView(
                 horizons_s=tuple(float(h * step) for h in f.horizons),
                 point=tuple(_round(v) for v in f.point),
@@ -243,8 +246,8 @@ class ScalingProcessor:
             performance_impact=_round(decision.performance_impact),
             forecast=view,
             workload_type=kind,
-            window_from_ts=entries[0].ts if entries else sample.ts,
-            window_samples=max(1, len(entries)),
+            window_from_ts=float(seen[0, 0]),
+            window_samples=len(seen),
         )
 
     def _state_for(
@@ -257,9 +260,14 @@ class ScalingProcessor:
         if held is not None and not held.dirty and held.upto == previous:
             return held
         stored = windows.states.get(key) or {}
-        if STATE_FIELD in stored and stored.get(UPTO_FIELD, b"").decode() == (previous or ""):
-            return _Target(previous, stored[STATE_FIELD])
-        return _Target(None, self.controller.new_state(first_demand))
+        if (
+            STATE_FIELD in stored
+            and DEMAND_FIELD in stored
+            and stored.get(UPTO_FIELD, b"").decode() == (previous or "")
+        ):
+            demand = np.frombuffer(stored[DEMAND_FIELD], dtype="<f8").reshape(-1, 2).copy()
+            return _Target(previous, stored[STATE_FIELD], demand)
+        return _Target(None, self.controller.new_state(first_demand), np.empty((0, 2)))
 
     def _hold(self, key: str, target: _Target) -> None:
         self._cache[key] = target
@@ -273,31 +281,9 @@ def _demand(sample: HostSample, metric: str) -> float:
     return float(sample.metrics[metric]) * max(float(instances), 1.0)
 
 
-def _series(entries: Sequence[WindowEntry], metric: str) -> np.ndarray | None:
-    """The demand over window entries, gaps filled forward; ``None`` when a tenth or
-    more of the entries lack the metric."""
-    out = np.full(len(entries), np.nan)
-    for n, entry in enumerate(entries):
-        names = entry.names or ()
-        values = dict(zip(names, entry.values, strict=True))
-        if metric in values:
-            out[n] = values[metric] * max(values.get(INSTANCES, 1.0), 1.0)
-    missing = np.isnan(out)
-    if missing.sum() * 10 >= len(out):
-        return None
-    if missing.any():
-        index = np.where(~missing, np.arange(len(out)), 0)
-        np.maximum.accumulate(index, out=index)
-        out = out[index]
-        if np.isnan(out[0]):
-            out[np.isnan(out)] = out[~np.isnan(out)][0]
-    return out
-
-
-def _step_s(entries: Sequence[WindowEntry]) -> float:
-    if len(entries) < 2:
-        return 60.0
-    gaps = np.diff([e.ts for e in entries])
+def _step_s(ts: np.ndarray) -> float:
+    """The sampling step: the median gap between event times (60 s with one time)."""
+    gaps = np.diff(ts)
     gaps = gaps[gaps > 0]
     return float(np.median(gaps)) if len(gaps) else 60.0
 

@@ -52,7 +52,7 @@ class StandIn:
     ) -> list[WorkloadClass]:
         out = []
         for rows in histories:
-            cpu = float(np.nanmean(rows[:, 0]))
+            cpu = float(np.nanmean(rows[:, 0])) if np.isfinite(rows[:, 0]).any() else 0.0
             kind = "CPU_INTENSIVE" if cpu > 50 else "BACKGROUND"
             out.append(
                 WorkloadClass(kind, "STEADY_STATE", 0.9, {kind: 0.9}, {"cpu_mean": cpu}, 0)
