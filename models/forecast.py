@@ -268,8 +268,9 @@ class OnnxForecaster:
         bound = self.metadata.max_output
         change = unsquash(np.clip(raw, -bound, bound), self.metadata.squash)
         members = change * scale[:, None] + inputs.anchor[:, None, None]
+        default = self._groups[ALL_TYPES]
         group = np.fromiter(
-            (self._groups.get(t or ALL_TYPES, 0) for t in workload_types), np.intp, len(h)
+            (self._groups.get(t or ALL_TYPES, default) for t in workload_types), np.intp, len(h)
         )
         weights = self._weights[group]  # (k, M, H)
         point = np.einsum("kmh,kmh->kh", weights, members)

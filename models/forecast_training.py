@@ -99,6 +99,40 @@ class ForecastTrainReport:
     trained: TrainedForecaster
 
 
+def workload_host_series(per_type: int, seed: int) -> list[DemandSeries]:
+    """Every reported metric of ``per_type`` labelled synthetic hosts of each workload type
+    (:func:`models.synthetic_workloads.generate_hosts`), gaps held at the last value, as
+    series of that type (so the classifier's own types get weights of their own).
+
+    Raises:
+        ConfigError: ``models.synthetic_workloads`` is not available.
+    """
+    try:
+        from .synthetic_workloads import generate_hosts
+    except ImportError as exc:
+        msg = f"Workload host series need models.synthetic_workloads: {exc}"
+        raise ConfigError(msg) from exc
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, host in enumerate(generate_hosts(per_type, seed)):
+        start = 1_704_067_200.0 + host.step_s * float(rng.integers(0, int(3e7 / host.step_s)))
+        for j in range(host.history.shape[1]):
+            column = host.history[:, j]
+            seen = np.isfinite(column)
+            if seen.mean() < 0.8:
+                continue
+            last_seen = np.maximum.accumulate(np.where(seen, np.arange(len(column)), 0))
+            filled = column[last_seen]
+            filled[: np.argmax(seen)] = column[np.argmax(seen)]
+            family = f"host:{host.workload_type.lower()}"
+            out.append(
+                DemandSeries(
+                    f"{family}-{i}-{j}", family, host.workload_type, host.step_s, start, filled
+                )
+            )
+    return out
+
+
 def split_series(
     series: Sequence[DemandSeries], seed: int
 ) -> tuple[list[DemandSeries], list[DemandSeries], list[DemandSeries]]:

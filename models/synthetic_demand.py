@@ -14,7 +14,7 @@ sampling) to test on series unlike the training ones.
 Examples:
     >>> series = demand_series(3, seed=1)
     >>> [(s.family, s.step_s, len(s.values)) for s in series]
-    [('trend', 60.0, 2880), ('steps', 60.0, 2880), ('spikes', 60.0, 2880)]
+    [('trend', 300.0, 2880), ('diurnal', 300.0, 2880), ('requests', 60.0, 2880)]
     >>> bool(np.all(np.isfinite(series[0].values)))
     True
 """

@@ -23,6 +23,13 @@ def train_forecast(
     windows_per_series: Annotated[int, typer.Option(help="Windows drawn per series.")] = 120,
     trees: Annotated[int, typer.Option(help="Trees of the forest and of each boosting.")] = 100,
     jobs: Annotated[int, typer.Option(help="Processes for the tree fits.")] = 2,
+    workload_hosts: Annotated[
+        int,
+        typer.Option(
+            help="Also train on this many labelled synthetic hosts per workload type "
+            "(models.synthetic_workloads), every metric a series."
+        ),
+    ] = 0,
     activate: Annotated[
         bool | None,
         typer.Option(
@@ -38,12 +45,15 @@ def train_forecast(
         ForecastTrainRequest,
         register_forecaster,
         train_forecaster,
+        workload_host_series,
     )
 
     settings: Settings = ctx.obj
+    hosts = tuple(workload_host_series(workload_hosts, seed)) if workload_hosts else ()
     request = ForecastTrainRequest(
         series=series, seed=seed, windows_per_series=windows_per_series, trees=trees,
         n_jobs=jobs, activate="auto" if activate is None else ("always" if activate else "never"),
+        extra_series=hosts,
     )  # fmt: skip
     console.print(f"training on {series} synthetic series (seed {seed}) ...")
     trained = train_forecaster(request)
