@@ -6,6 +6,7 @@
    dominant-resource rule and the majority class; and the macro-F1 when only the
    newest 24 ... 1,440 rows of each host are given (``min_samples`` lowered to 24 for
    that), which is why the model asks for 120.
+   The pattern types the rules give each workload type's hosts are recorded too.
 2. **Cost per host** at 1,440 rows: ``classify_many`` for a batch of 1 and of 256 hosts,
    and its parts (features compiled and numpy, the ONNX run), median of ``--repeat``
    timed calls after a warm-up.
@@ -25,6 +26,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--per-type", type=int, default=150, help="held-out hosts per type")
     args = parser.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)
     manifest = json.loads((SHIPPED_BUNDLE / "manifest.json").read_text())
     entry = next(e for e in manifest if e["name"] == MODEL_NAME)
     classifier = OnnxWorkloadClassifier.load(SHIPPED_BUNDLE / entry["file"], version="shipped")
@@ -85,6 +88,10 @@ def main() -> None:
     features, truth = dataset(hosts)
     rules = baselines(features, truth, majority=0)
     lengths = by_length(classifier, hosts, [24, 60, 120, 240, 720, 1440])
+    classes = classifier.classify_many([h.history for h in hosts], [h.step_s for h in hosts])
+    patterns: dict[str, Counter[str]] = {label: Counter() for label in LABELS}
+    for host, found in zip(hosts, classes, strict=True):
+        patterns[host.workload_type][found.pattern_type] += 1
     print(f"held-out macro-F1 {metrics['macro_f1']:.4f} on {len(hosts)} hosts")
     for label in LABELS:
         print(f"  {label:18s} {metrics[f'f1_{label}']:.3f}")
@@ -126,6 +133,7 @@ def main() -> None:
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "load_average_1m_at_start": load_at_start,
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         },
         "held_out": {
@@ -135,6 +143,9 @@ def main() -> None:
             "metrics": metrics,
             "baselines": {name: figures["macro_f1"] for name, figures in rules.items()},
             "macro_f1_by_rows_given": lengths,
+            "pattern_types_by_workload_type": {
+                k: dict(v.most_common()) for k, v in patterns.items()
+            },
         },
         "training": {
             key: entry["params"][key]

@@ -297,6 +297,13 @@ def train_workload_model(request: WorkloadTrainRequest, out_dir: Path) -> Traine
         )
         raise ModelError(msg)
     params: dict[str, Any] = {
+        "data": (
+            f"synthetic hosts of the 11 workload types: train {request.hosts_per_type}/type "
+            f"(seed {request.seed}, {TRAIN.name} ranges), validation "
+            f"{request.validation_per_type}/type (seed {request.seed + 1}, {TRAIN.name}), "
+            f"held out {request.held_out_per_type}/type (seed {request.seed + 1000}, "
+            f"{HELD_OUT.name} ranges: other steps, levels, noise, gaps, mixtures, periods)"
+        ),
         "trees": request.trees,
         "clusters": request.clusters,
         "class_weight": "balanced",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.synthetic_patterns import pattern_host, pattern_series
-from models.synthetic_workloads import HELD_OUT, TRAIN, generate_hosts
+from models.synthetic_workloads import HELD_OUT, TRAIN, SyntheticHost, generate_hosts
 from models.workload_features import (
     FEATURE_NAMES,
     RESOURCES,
@@ -200,3 +200,19 @@ def test_pattern_series_refuses_what_it_cannot_draw() -> None:
         pattern_series("SEASONAL", 100, 10.0, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="must be one of"):
         pattern_series("WAVY", 100, 10.0, np.random.default_rng(0))
+
+
+def test_the_generator_is_seeded_and_its_variants_differ() -> None:
+    def same(a: list[SyntheticHost], b: list[SyntheticHost]) -> bool:
+        pairs = zip(a, b, strict=True)
+        return all(np.array_equal(x.history, y.history, equal_nan=True) for x, y in pairs)
+
+    first = generate_hosts(1, seed=8)
+    assert same(first, generate_hosts(1, seed=8))
+    assert not same(first, generate_hosts(1, seed=9))
+    held_out_steps = {h.step_s for h in generate_hosts(10, seed=8, params=HELD_OUT)}
+    assert held_out_steps <= set(HELD_OUT.steps) and held_out_steps - set(TRAIN.steps)
+    mixed = [h for h in generate_hosts(10, seed=8) if h.mixed_with is not None]
+    assert mixed and all(h.mixed_with != h.workload_type and h.mix_share > 0 for h in mixed)
+    gappy = generate_hosts(10, seed=8, params=HELD_OUT)
+    assert all(np.isnan(h.history).any() for h in gappy)  # every held-out host has gaps
