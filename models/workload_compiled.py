@@ -4,9 +4,12 @@ The numpy version is the reference: it spells the features out as array operatio
 At one host its ~150 operations on small arrays cost about 0.6 ms before any real work,
 and at 256 hosts its temporaries outgrow the caches; these loops do the same work in
 one pass per step, and only the FFTs stay in numpy (scipy's, float32, batched over the
-hosts of one length). Compiled on first use (a few seconds), which
-:class:`models.workload.OnnxWorkloadClassifier` does when it loads. Tests hold the two
-equal.
+hosts of one length). Compiled on first use, which
+:class:`models.workload.OnnxWorkloadClassifier` does when it loads; unlike the small
+kernels of :mod:`models.compiled` these take 10-20 s to compile on a busy two-core
+machine, so they are cached on disk (numba's ``cache=True``: ``__pycache__`` beside
+this file, or the user's cache folder where that is read-only) and a later process
+loads them in under a second. Tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ _SPIKES = _SPIKE_DEVIATIONS
 _SEASONAL = _SEASONAL_METRICS
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _prepare(  # pragma: no cover - compiled
     x: np.ndarray, step: np.ndarray, m: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,7 +147,7 @@ def _prepare(  # pragma: no cover - compiled
     return out, z, alive
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _fill(row: np.ndarray) -> None:  # pragma: no cover - compiled
     """Linear interpolation over NaN in place (edges held), then negatives to 0.
 
@@ -167,7 +170,7 @@ def _fill(row: np.ndarray) -> None:  # pragma: no cover - compiled
         row[i] = max(row[i], 0.0)
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _mix(out: np.ndarray, util: np.ndarray, present: np.ndarray) -> None:  # pragma: no cover
     count = (1 if present[3] else 0) + (1 if present[4] else 0)
     resources = np.array([util[0], util[1], util[2], (util[3] + util[4]) / max(count, 1)])
@@ -177,7 +180,7 @@ def _mix(out: np.ndarray, util: np.ndarray, present: np.ndarray) -> None:  # pra
     out[_DOMINANT] = np.argmax(resources) if total > 0 else -1
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _standardised(  # pragma: no cover - compiled
     row: np.ndarray, mean: float, t: np.ndarray, tt: float, m: int, z: np.ndarray
 ) -> None:
@@ -197,7 +200,7 @@ def _standardised(  # pragma: no cover - compiled
         z[i] = resid[i] / norm
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _shape(  # pragma: no cover - compiled
     out: np.ndarray, y: np.ndarray, floor: float, step: float, t: np.ndarray, tt: float
 ) -> None:
@@ -279,7 +282,7 @@ def _shape(  # pragma: no cover - compiled
     out[_TREND + 13] = lag1 / max(ss_res, 1e-12) * n / max(n - 1, 1) if usable else 0.0
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _periods(  # pragma: no cover - compiled
     out: np.ndarray,
     power: np.ndarray,
@@ -303,7 +306,7 @@ def _periods(  # pragma: no cover - compiled
                 out[b, _PERIOD + 3] = acf_at
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _period(  # pragma: no cover - compiled
     power: np.ndarray, acf: np.ndarray, alive: bool, m: int, half: int, refine: np.ndarray
 ) -> tuple[float, float, float]:
