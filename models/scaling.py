@@ -193,7 +193,8 @@ class CapacityController:
             if ts - state.last_out_ts < window or ts - state.last_in_ts < s.scale_in_cooldown_s:
                 return state, None
             peak = max(d for _, d in state.actual)
-            by_actual = math.ceil(peak / (self.capacity_per_instance * self._target()) - _EPS)
+            per_instance = self.capacity_per_instance * sizing.actual_utilisation
+            by_actual = math.ceil(peak / per_instance - _EPS)
             floor = math.ceil(spec * (1.0 - s.max_step_in) - _EPS)
             target = self._clamp(max(stabilised, by_actual, floor))
             if target >= spec:
@@ -261,7 +262,7 @@ class CapacityController:
             target = s.target_utilisation if not s.use_forecast else s.reactive_utilisation
             why = "forecast horizons do not reach the ready delay" if forecast else "no forecast"
             rule = "scale-out: actual demand" if not s.use_forecast else f"reactive ({why})"
-            return _Sizing(demand / (cap * target), demand, None, rule)
+            return _Sizing(demand / (cap * target), demand, None, rule, target)
         point = np.asarray(forecast.point, dtype=float)
         widths = self._widths(forecast)
         state.forecasts.append(
@@ -271,11 +272,12 @@ class CapacityController:
         k = self._k(state, forecast, float(widths[lead]) / level)
         reach = max(s.horizon_s, forecast.horizons[lead] * step_s)
         used = [i for i, h in enumerate(forecast.horizons) if h * step_s <= reach + _EPS]
-        bounds = np.maximum(point[used] + k * widths[used], point[used] * (1 + s.min_headroom))
+        bounds = point[used] + k * widths[used]
         best = int(np.argmax(bounds))
         upper = float(bounds[best])
         sized = max(demand, upper)
-        need = sized / (cap * s.target_utilisation)
+        peak = max(demand, float(np.max(point[used])))
+        need = max(sized / (cap * self.sla_utilisation), peak / (cap * s.target_utilisation))
         if s.hybrid:
             c = min(max(forecast.confidence, 0.0), 1.0)
             mixed = c * need + (1.0 - c) * demand / (cap * s.reactive_utilisation)
@@ -289,7 +291,7 @@ class CapacityController:
             (h * step_s, float(b)) for h, b in zip(forecast.horizons, all_bounds, strict=True)
         )
         horizon_s = forecast.horizons[used[best]] * step_s
-        return _Sizing(need, sized, upper, rule, horizon_s, profile)
+        return _Sizing(need, sized, upper, rule, s.target_utilisation, horizon_s, profile)
 
     def _act(
         self,
@@ -376,6 +378,8 @@ class _Sizing:
         demand: the demand sized for (``max(actual, upper)``).
         upper: the calibrated forecast bound used (``None``: reactive).
         rule: the trigger a scale-out on this sizing reports.
+        actual_utilisation: the utilisation the actual demand was sized at (the
+            policy's target, or the reactive one when it fell back to reactive).
         horizon_s: how far ahead ``upper`` is.
         profile: ``(seconds ahead, calibrated upper bound)`` at every forecast horizon.
     """
@@ -384,6 +388,7 @@ class _Sizing:
     demand: float
     upper: float | None
     rule: str
+    actual_utilisation: float
     horizon_s: float | None = None
     profile: tuple[tuple[float, float], ...] = ()
 

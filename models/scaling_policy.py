@@ -21,11 +21,13 @@ class PolicySettings:
     """How one policy sizes capacity.
 
     Attributes:
-        target_utilisation: utilisation of the asked capacity at the demand sized for.
+        target_utilisation: utilisation of the capacity asked for at the actual demand
+            and at the point forecast (the reactive policy: at the actual demand only).
         use_forecast: ``False``: the actual demand only (reactive).
-        quantile: the quantile of the forecast error at the lead time sized for
-            (calibrated online from the target's own errors; 0.5 is the bias-corrected
-            median forecast).
+        quantile: the quantile of the forecast error at the lead time that the capacity
+            covers at the SLA utilisation (calibrated online from the target's own
+            errors; 0.5 is the bias-corrected median forecast): ``1 - quantile`` is about
+            the risk of a violating step the policy accepts.
         horizon_s: how far ahead the forecast is sized for (at least the ready delay:
             the controller always covers the lead time).
         hybrid: mix the predictive and reactive sizing by the forecast's confidence.
@@ -41,8 +43,6 @@ class PolicySettings:
             that many steps of the whole fleet, so a tight error distribution is covered
             far into its tail and a burst that would need the fleet many times over is
             not.
-        min_headroom: the bound is at least the point forecast x (1 + this): rare jumps
-            the errors of the last hours do not show still find room.
     """
 
     target_utilisation: float = 0.7
@@ -56,7 +56,6 @@ class PolicySettings:
     max_step_out: float = 2.0
     max_step_in: float = 0.5
     violation_weight: float | None = None
-    min_headroom: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("target_utilisation", "reactive_utilisation"):
@@ -86,19 +85,27 @@ POLICIES: dict[str, PolicySettings] = {
     # HPA-like: the actual demand at 60%, with our stabilisation and cooldowns.
     "REACTIVE": PolicySettings(target_utilisation=0.6, use_forecast=False),
     # max(actual, calibrated upper bound of the forecast over the lead time).
-    "PREDICTIVE": PolicySettings(target_utilisation=0.7, quantile=0.9),
+    "PREDICTIVE": PolicySettings(target_utilisation=0.7, quantile=0.995, violation_weight=10.0),
     # the same bound over the next 15 minutes: capacity ready well before a ramp.
     "PROACTIVE": PolicySettings(
-        target_utilisation=0.7, quantile=0.9, horizon_s=900.0, scale_in_window_s=180.0
+        target_utilisation=0.7,
+        quantile=0.995,
+        violation_weight=10.0,
+        horizon_s=900.0,
+        scale_in_window_s=180.0,
     ),
-    # a higher target and the (bias-corrected) median forecast: cheaper, riskier.
-    "COST_OPTIMIZED": PolicySettings(target_utilisation=0.75, quantile=0.5, scale_in_window_s=60.0),
-    # a lower target and a high quantile: fewer violations, more instances.
+    # a higher target, a lower quantile, a smaller violation weight, a quick scale-in.
+    "COST_OPTIMIZED": PolicySettings(
+        target_utilisation=0.75, quantile=0.98, violation_weight=5.0, scale_in_window_s=60.0
+    ),
+    # a lower target, a larger violation weight and a slow scale-in.
     "PERFORMANCE_OPTIMIZED": PolicySettings(
-        target_utilisation=0.6, quantile=0.95, scale_in_window_s=300.0
+        target_utilisation=0.6, quantile=0.995, violation_weight=40.0, scale_in_window_s=300.0
     ),
-    # predictive where the forecast is confident, reactive where it is not.
-    "HYBRID": PolicySettings(target_utilisation=0.7, quantile=0.9, hybrid=True),
+    # predictive where the forecast is confident, reactive (at 60%) where it is not.
+    "HYBRID": PolicySettings(
+        target_utilisation=0.7, quantile=0.995, violation_weight=10.0, hybrid=True
+    ),
 }
 """The default setting of each policy of :data:`streams.capacity.SCALING_POLICIES`."""
 
