@@ -11,6 +11,8 @@ import asyncio
 import importlib
 import inspect
 import pkgutil
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from novacron.replaying import replay_pipeline
 from streams.codec import EncodedRecord, encode_output
 from streams.pipeline import RawMessage
 from streams.predictor import BandwidthPredictor
-from streams.records import SourceRef
+from streams.records import MODES, SourceRef
 from streams.topics import Topics, roles
 
 CORE = ("streams", "models", "online")
@@ -102,11 +104,36 @@ def _incident_messages() -> list[RawMessage]:
     return [RawMessage(r, SourceRef("telemetry.host.v1", 2, i)) for i, r in enumerate(raws)]
 
 
+def _daily_messages() -> list[RawMessage]:
+    """A host with a compressed daily cycle: it is classified and scaled out and in."""
+    rng = np.random.default_rng(5)
+    i = np.arange(900)
+    cpu = 50 - 40 * np.cos(2 * np.pi * i / 300) + rng.normal(0, 2.0, len(i))
+    raws = [
+        orjson.dumps({"host_id": "h-daily", "ts": 1.7e9 + 60 * n,
+                      "metrics": {"cpu_pct": float(np.clip(c, 0, 100)), "mem_pct": 30.0}})
+        for n, c in enumerate(cpu)
+    ]  # fmt: skip
+    return [RawMessage(r, SourceRef("telemetry.host.v1", 3, n)) for n, r in enumerate(raws)]
+
+
+@cache
+def _capacity_records() -> tuple[EncodedRecord, ...]:
+    """What the shipped workload classifier and forecaster make of a daily host."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            registry_url=f"sqlite:///{tmp}/r.sqlite", artifact_dir=Path(tmp) / "artifacts"
+        )
+        pipeline = replay_pipeline(settings, ModelHolder(model_source(settings)))
+        outcome = asyncio.run(pipeline.handle("host", _daily_messages()))
+    return tuple(outcome.outputs + outcome.scores)
+
+
 def scenario(online_gain: bool) -> list[EncodedRecord]:
     """Everything the system emits on link and host telemetry, good and bad, and a swap."""
     settings = Settings(online_gain=online_gain)
     pipeline = replay_pipeline(settings, ModelHolder(model_source(settings, "baseline")))
-    out: list[EncodedRecord] = []
+    out: list[EncodedRecord] = list(_capacity_records())
     for role, messages in (
         ("link", _messages()),
         ("host", _host_messages()),
@@ -126,6 +153,9 @@ def test_every_output_validates_against_its_topic_schema(online_gain: bool) -> N
         errors = list(schemas.validator(record.topic).iter_errors(value))
         assert errors == [], (record.topic, errors[0].message if errors else None)
     alerts = [orjson.loads(r.value) for r in records if r.topic == Topics().alerts]
+    actions = [orjson.loads(r.value) for r in records if r.topic == Topics().scaling]
+    assert {"SCALE_OUT", "SCALE_IN"} <= {a["action"] for a in actions}
+    assert any(a["reason"].get("forecast") for a in actions)
     assert {"open", "resolve"} <= {a["status"] for a in alerts}
     predictions = [orjson.loads(r.value) for r in records if r.topic == Topics().predictions]
     if online_gain:
@@ -146,7 +176,7 @@ def _predictors(tmp_path: Path) -> list[BandwidthPredictor]:
     settings = Settings(
         registry_url=f"sqlite:///{tmp_path}/r.sqlite", artifact_dir=tmp_path / "artifacts"
     )
-    shipped = list(model_source(settings)().values())
+    shipped = [m for role, m in model_source(settings)().items() if role in MODES]
     return [HarmonicMeanPredictor("internet"), HarmonicMeanPredictor("datacenter"), *shipped]
 
 
