@@ -112,11 +112,11 @@ def eval_forecast(
     write_results(results, output, {"command": " ".join(sys.argv), "data": str(data_dir)})
     horizons = results["horizons"]
     table = Table(title=f"{results['model']}: MAE relative to persistence (< 1 beats it)")
-    table.add_column("dataset")
-    table.add_column("method")
+    table.add_column("dataset", no_wrap=True, max_width=24)
+    table.add_column("method", no_wrap=True)
     for h in horizons:
         table.add_column(f"h{h}", justify="right")
-    table.add_column("coverage", justify="right")
+    table.add_column("coverage", justify="right", no_wrap=True)
     datasets = {"synthetic (held out)": (results["synthetic"]["all"], "nmae")}
     datasets |= {name: (scores, "mae") for name, scores in results["real"].items()}
     for name, (scores, key) in datasets.items():
