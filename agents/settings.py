@@ -173,8 +173,14 @@ class Settings(BaseSettings):
         1440,
         ge=64,
         le=20_000,
-        description="Samples of each host's history the workload processor keeps (in Redis, "
-        "with the host's window): a day at one sample a minute.",
+        description="History rows the workload processor keeps per host (in Redis, with the "
+        "host's window): three days at the default bucket.",
+    )
+    workload_bucket_s: float = Field(
+        180.0,
+        ge=0,
+        description="Seconds of a host's samples averaged into one history row (0: one row "
+        "per sample).",
     )
     scaling: bool = Field(
         True, description="Decide scaling actions per host and publish actions.scaling.v1."

@@ -77,6 +77,7 @@ def processor_parts(settings: Settings, models: ModelHolder) -> ProcessorParts:
         alert_policy=settings.alert_policy(),
         workload=models.workload if settings.workload else None,
         workload_history=settings.workload_history,
+        workload_bucket_s=settings.workload_bucket_s,
         workload_version=workload_version,
         forecaster=models.forecaster,
         scaling=scaling_controller(settings) if settings.scaling else None,

@@ -83,7 +83,8 @@ class ProcessorParts:
         alert_policy: when anomaly alerts open, update and resolve.
         workload: the active workload classifier, looked up once per batch (``None``:
             no workload classes).
-        workload_history: host samples the workload processor keeps per host.
+        workload_history: history rows the workload processor keeps per host.
+        workload_bucket_s: seconds of a host's samples averaged into one history row.
         workload_version: the active classifier's name and version (for the scaling
             actions' list of models), or ``None``.
         forecaster: the active demand forecaster, looked up once per batch.
@@ -98,6 +99,7 @@ class ProcessorParts:
     alert_policy: AlertPolicy = field(default_factory=AlertPolicy)
     workload: Callable[[], WorkloadClassifier | None] | None = None
     workload_history: int = 1440
+    workload_bucket_s: float = 180.0
     workload_version: Callable[[], ModelRef | None] | None = None
     forecaster: Callable[[], Forecaster | None] | None = None
     scaling: ScalingController | None = None

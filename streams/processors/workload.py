@@ -1,12 +1,15 @@
 """Workload processor: each host's long history classified, ``workload.class.v1`` out.
 
-A host's last :attr:`WorkloadProcessor.history` samples of the :data:`HOST_METRICS`
-(a day at one sample a minute, by default) are kept in the worker's memory and persisted
-with its window in chunks (:class:`streams.history.ChunkedHistory`): the 60-sample
-window is far too short to see a daily cycle. Every ``classify_every`` samples, once a
-host has the classifier's ``min_samples``, the classifier names its workload type and
-pattern; a class is published when the type or pattern changes, and every
-``publish_every`` samples otherwise. The class is also handed to the processors after
+A host's last :attr:`WorkloadProcessor.history` rows of the :data:`HOST_METRICS` are
+kept in the worker's memory and persisted with its window in chunks
+(:class:`streams.history.ChunkedHistory`): the 60-sample window is far too short to see
+a daily cycle. A row is the mean of the host's samples in one ``bucket_s`` time bucket
+(180 s by default: 1,440 rows span three days, so a daily cycle is seen, and confirmed
+by its autocorrelation, two times over; a host sampled less often than that keeps one
+row per sample). Every ``classify_every`` rows, once a host has the classifier's
+``min_samples`` rows, the classifier names its workload type and pattern; a class is
+published when the type or pattern changes, and every ``publish_every`` samples
+otherwise. The class is also handed to the processors after
 this one in the batch (the scaling processor weights its forecast with it).
 
 Classification points are counted in the host's own samples, so a host gets the same
@@ -16,6 +19,7 @@ classes however its samples were batched (replay equals the worker).
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +37,7 @@ META_FIELD = "workload.meta"
 """State field of a host's class and history position (JSON)."""
 CHUNK_PREFIX = "workload.h"
 """Prefix of the state fields holding a host's history chunks."""
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 NOTE_TYPE = "workload_types"
 """Note key under which a host's workload types are handed on: ``[(index, type), ...]``,
@@ -51,6 +55,9 @@ class _Host:
     workload_type: str | None = None
     pattern_type: str | None = None
     since_publish: int = 0
+    bucket: int | None = None
+    pending: list[list[float]] = field(default_factory=list)
+    """The samples of the current bucket, not yet a row: ``[ts, metrics...]``."""
     saved: dict[str, bytes] = field(default_factory=dict)
     dirty: bool = False
 
@@ -63,6 +70,8 @@ class _Host:
                 "type": self.workload_type,
                 "pattern": self.pattern_type,
                 "since": self.since_publish,
+                "bucket": self.bucket,
+                "pending": [[None if v != v else v for v in row] for row in self.pending],
             },
             separators=(",", ":"),
         ).encode()
@@ -76,6 +85,7 @@ class WorkloadProcessor:
         history: samples of history kept per host.
         classify_every: host samples between classifications.
         publish_every: host samples after which an unchanged class is published again.
+        bucket_s: seconds of samples averaged into one history row (0: a row per sample).
         cache_keys: hosts held in memory (least recently used leave; their state is in
             the store).
     """
@@ -88,11 +98,13 @@ class WorkloadProcessor:
         history: int = 1440,
         classify_every: int = 15,
         publish_every: int = 240,
+        bucket_s: float = 180.0,
         cache_keys: int = 4096,
         chunk: int = 32,
     ) -> None:
         self.classifier = classifier
         self.history = history
+        self.bucket_s = bucket_s
         self.classify_every = classify_every
         self.publish_every = publish_every
         self.cache_keys = cache_keys
@@ -105,7 +117,9 @@ class WorkloadProcessor:
     def from_parts(cls, parts: ProcessorParts) -> WorkloadProcessor | None:
         if parts.workload is None:
             return None
-        return cls(parts.workload, history=parts.workload_history)
+        return cls(
+            parts.workload, history=parts.workload_history, bucket_s=parts.workload_bucket_s
+        )
 
     def history_depth(self, samples: Sequence[Any]) -> int:
         return 1
@@ -139,9 +153,9 @@ class WorkloadProcessor:
             rows = host_matrix([samples[i].metrics for i in indexes])
             ts = np.array([[samples[i].ts] for i in indexes])
             for n, i in enumerate(indexes):
-                host.history.append(np.hstack([ts[n], rows[n]])[None, :])
+                added = self._add(host, np.hstack([ts[n], rows[n]]))
                 host.upto = samples[i].event_id
-                if classifier is None or host.history.end % self.classify_every:
+                if not added or classifier is None or host.history.end % self.classify_every:
                     continue
                 kept = host.history.rows()
                 if len(kept) < classifier.min_samples:
@@ -180,6 +194,25 @@ class WorkloadProcessor:
         result.records.extend(record for _, record in placed)
         result.counts["workload_classes"] = len(placed)
         return result
+
+    def _add(self, host: _Host, row: np.ndarray) -> bool:
+        """Add a sample to the host's history; whether a new row was completed."""
+        if self.bucket_s <= 0:
+            host.history.append(row[None, :])
+            return True
+        bucket = int(row[0] // self.bucket_s)
+        completed = False
+        if host.pending and bucket != host.bucket:
+            with warnings.catch_warnings():  # a metric absent from the whole bucket: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                merged = np.nanmean(np.array(host.pending, dtype=float), axis=0)
+            merged[0] = host.pending[-1][0]
+            host.history.append(merged[None, :])
+            host.pending = []
+            completed = True
+        host.bucket = bucket
+        host.pending.append([float(v) for v in row])
+        return completed
 
     def _publish(
         self,
@@ -251,6 +284,8 @@ class WorkloadProcessor:
             meta.get("type"),
             meta.get("pattern"),
             int(meta.get("since", 0)),
+            meta.get("bucket"),
+            [[np.nan if v is None else v for v in row] for row in meta.get("pending", [])],
             saved=dict(fields),
         )
 

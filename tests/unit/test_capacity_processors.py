@@ -111,11 +111,14 @@ def host_stream(n: int = 400, hosts: int = 2) -> list[RawMessage]:
     return out
 
 
-def pipeline(store: InMemoryWindowStore, models: StandIn) -> TelemetryPipeline:
+def pipeline(
+    store: InMemoryWindowStore, models: StandIn, bucket_s: float = 0.0
+) -> TelemetryPipeline:
     parts = ProcessorParts(
         lambda mode: HarmonicMeanPredictor(mode),
         workload=lambda: models,
         workload_history=200,
+        workload_bucket_s=bucket_s,
         forecaster=lambda: models,
         scaling=models,
     )
@@ -126,18 +129,23 @@ def pipeline(store: InMemoryWindowStore, models: StandIn) -> TelemetryPipeline:
     return pipe
 
 
-def run(messages: Sequence[RawMessage], sizes: Sequence[int], restart: bool = False) -> list[bytes]:
+def run(
+    messages: Sequence[RawMessage],
+    sizes: Sequence[int],
+    restart: bool = False,
+    bucket_s: float = 0.0,
+) -> list[bytes]:
     """Every output's bytes, feeding the stream in batches of the given sizes in turn;
     with ``restart``, a new pipeline (empty memory, same store) for every batch."""
     store = InMemoryWindowStore()
     models = StandIn()
-    pipe = pipeline(store, models)
+    pipe = pipeline(store, models, bucket_s)
     out: list[bytes] = []
     i = k = 0
     while i < len(messages):
         size = sizes[k % len(sizes)]
         if restart:
-            pipe = pipeline(store, models)
+            pipe = pipeline(store, models, bucket_s)
         outcome = asyncio.run(pipe.handle("host", messages[i : i + size]))
         out.extend(r.value for r in outcome.outputs)
         i, k = i + size, k + 1
@@ -180,6 +188,16 @@ def test_outputs_do_not_depend_on_batching(whole: list[bytes], sizes: list[int])
 
 def test_a_restarted_worker_goes_on_from_the_store(whole: list[bytes]) -> None:
     assert by_topic(run(host_stream(), [13, 50], restart=True)) == by_topic(whole)
+
+
+def test_bucketed_histories_do_not_depend_on_batching_or_restarts() -> None:
+    stream = host_stream(600, hosts=1)
+    whole = by_topic(run(stream, [600], bucket_s=180.0))
+    assert whole["workload"], "three-sample rows: classified from row 30 on"
+    assert by_topic(run(stream, [1], bucket_s=180.0)) == whole
+    assert by_topic(run(stream, [4, 11], restart=True, bucket_s=180.0)) == whole
+    one_row_each = by_topic(run(stream, [600]))["workload"]
+    assert len(one_row_each) != len(whole["workload"]) or one_row_each != whole["workload"]
 
 
 def test_the_forecaster_hears_the_workload_class() -> None:
