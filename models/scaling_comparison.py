@@ -39,8 +39,10 @@ ORACLE = "oracle-lead"
 OURS_PREFIX = "ours-"
 HPA_TARGETS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 ORACLE_TARGETS = (0.5, 0.6, 0.7, 0.8)
-OURS_TARGET_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.2)
-"""Our sweep multiplies each policy's target utilisation by these (capped at 1)."""
+OURS_SWEEP = ((4.0, 0.9), (2.0, 0.95), (1.0, 1.0), (0.5, 1.05), (0.25, 1.1))
+"""Our sweep, from cautious to cheap: each policy's violation weight times the first
+number and its target utilisation times the second (at most 0.95); a reactive policy's
+target times the second number squared."""
 MAX_EXTRA_COST = 0.05
 """The acceptance test: at most 5% more cost than HPA ..."""
 MIN_FEWER_VIOLATIONS = 0.5
@@ -160,7 +162,7 @@ def sweep_frontier(
     ts, demand, step = trace.sim_ts, trace.demand, trace.step_s
     frontier: dict[str, list[dict[str, Any]]] = {}
 
-    def point(family: str, setting: float, scaler: Any) -> None:
+    def point(family: str, setting: Any, scaler: Any) -> None:
         r = simulate(demand, ts, step, model, scaler, family, None, progress)
         frontier.setdefault(family, []).append(
             {
@@ -180,18 +182,40 @@ def sweep_frontier(
         point(ORACLE, target, OracleScaler(demand, model, step, target))
     for policy in policies:
         base = POLICIES[policy]
-        for factor in OURS_TARGET_FACTORS:
-            target = min(round(base.target_utilisation * factor, 4), 1.0)
-            settings = base.with_(target_utilisation=target)
+        for weight_factor, target_factor in OURS_SWEEP:
+            settings = swept_settings(base, weight_factor, target_factor)
             controller = _controller(model, policy, settings)
-            point(ours_name(policy), target, ControllerScaler(controller, forecasts, step))
+            setting = {
+                "target_utilisation": settings.target_utilisation,
+                "violation_weight": settings.violation_weight,
+            }
+            point(ours_name(policy), setting, ControllerScaler(controller, forecasts, step))
     comparison.frontier = frontier
     return frontier
 
 
+def swept_settings(
+    base: PolicySettings, weight_factor: float, target_factor: float
+) -> PolicySettings:
+    """One point of our sweep (:data:`OURS_SWEEP`).
+
+    Examples:
+        >>> s = swept_settings(POLICIES["PREDICTIVE"], 0.5, 1.05)
+        >>> s.violation_weight, s.target_utilisation
+        (5.0, 0.735)
+    """
+    if base.violation_weight is None or not base.use_forecast:
+        target = min(round(base.target_utilisation * target_factor**2, 4), 0.95)
+        return base.with_(target_utilisation=target)
+    target = min(round(base.target_utilisation * target_factor, 4), 0.95)
+    return base.with_(
+        target_utilisation=target, violation_weight=base.violation_weight * weight_factor
+    )
+
+
 def frontier_steps(trace: DemandTrace, policies: Sequence[str]) -> int:
     """Simulated steps :func:`sweep_frontier` makes (for a progress bar)."""
-    runs = len(HPA_TARGETS) + len(ORACLE_TARGETS) + len(policies) * len(OURS_TARGET_FACTORS)
+    runs = len(HPA_TARGETS) + len(ORACLE_TARGETS) + len(policies) * len(OURS_SWEEP)
     return runs * len(trace.demand)
 
 
