@@ -209,7 +209,7 @@ class TrendForecaster:
         ]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_our_predictive_policy_beats_hpa_on_a_noisy_daily_cycle(seed: int) -> None:
     """With the persistence stand-in forecaster and the online calibration, PREDICTIVE
     has at least 50% fewer violation minutes than HPA at no more than 5% more cost; the
