@@ -25,6 +25,8 @@ from models.registry import ModelRegistry  # noqa: E402
 from streams.records import MODES  # noqa: E402
 
 BUNDLE = Path(__file__).resolve().parents[1] / "models" / "artifacts"
+OTHER_MODELS = "# Shipped workload classifier"
+"""Where the report's sections of the models this script does not write begin."""
 
 
 def main() -> None:
@@ -93,8 +95,19 @@ def main() -> None:
                 f"{'' if cov is None else f'{100 * cov:.1f}%'} | {'' if conf is None else f'{conf:.3f}'} |"
             )
         report.append("")
-    (BUNDLE / "manifest.json").write_text(json.dumps(entries, indent=2) + "\n")
-    (BUNDLE / "TRAINING_REPORT.md").write_text("\n".join(report) + "\n")
+    # The other shipped models (workload classifier, forecaster) and their report sections
+    # stay as they are: they have their own commands (see TRAINING_REPORT.md).
+    names = {model_name(mode) for mode in MODES}
+    manifest = BUNDLE / "manifest.json"
+    kept = [
+        e for e in (json.loads(manifest.read_text()) if manifest.is_file() else [])
+        if e["name"] not in names
+    ]  # fmt: skip
+    manifest.write_text(json.dumps(entries + kept, indent=2) + "\n")
+    old = BUNDLE / "TRAINING_REPORT.md"
+    text = old.read_text() if old.is_file() else ""
+    others = text[text.index(OTHER_MODELS) :] if OTHER_MODELS in text else ""
+    old.write_text("\n".join(report) + "\n" + others)
     print(f"wrote {len(entries)} models to {BUNDLE}")
 
 
