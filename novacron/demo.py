@@ -1,8 +1,10 @@
 """``novacron demo``: a worker and synthetic telemetry on the local stack, live.
 
 Starts ``novacron worker`` as a child process, produces live synthetic telemetry
-(with a few bad messages so the dead-letter path shows, and one host that has a CPU
-incident about 30 s in, so an alert opens and resolves), and prints predictions, alerts
+(with a few bad messages so the dead-letter path shows, one host that has a CPU
+incident about 30 s in, so an alert opens and resolves, and a service host whose daily
+CPU cycle is replayed a day every 36 s, so it is classified and scaled out before its
+peak and in after it), and prints predictions, alerts, workload classes, scaling actions
 and dead letters as they arrive. Ctrl-C, or ``--duration`` elapsing, stops everything and
 prints a summary: events in, predictions out, dead letters, end-to-end latency.
 """
@@ -43,6 +45,8 @@ class DemoSummary:
     predictions: int = 0
     dead_letters: int = 0
     alerts: int = 0
+    classes: int = 0
+    actions: int = 0
     other_outputs: int = 0
     latencies_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -57,6 +61,8 @@ class DemoSummary:
         table.add_row("predictions out", str(self.predictions))
         table.add_row("dead letters", str(self.dead_letters))
         table.add_row("anomaly alert records", str(self.alerts))
+        table.add_row("workload classes", str(self.classes))
+        table.add_row("scaling actions", str(self.actions))
         if self.latencies_s:
             p50, p95, p99 = np.percentile(np.array(self.latencies_s) * 1000, [50, 95, 99])
             table.add_row(
@@ -144,6 +150,10 @@ async def _watch(
                         summary.other_outputs += 1
                         if tp.topic == t.alerts:
                             summary.alerts += 1
+                        elif tp.topic == t.workload:
+                            summary.classes += 1
+                        elif tp.topic == t.scaling:
+                            summary.actions += 1
                         console.print(
                             format_record(tp.topic, key, value),
                             style=line_style(tp.topic, value),
@@ -187,6 +197,48 @@ async def _incident_host(settings: Settings, stop: asyncio.Event, rate: float = 
         await producer.stop()
 
 
+CAPACITY_HOST = "demo-service"
+"""A host of the demo whose CPU follows a daily cycle, replayed fast in event time."""
+
+
+async def _capacity_host(settings: Settings, stop: asyncio.Event, rate: float = 40.0) -> None:
+    """Send a service host's telemetry at ``rate`` samples/s, one sample per minute of
+    event time (a day in 36 s): CPU rises from 12% at night to 88% at midday. Its event
+    time starts three days ago, so it never runs ahead of the clock. The worker
+    classifies it, and its forecast asks for a second instance before the peak and gives
+    it back after."""
+    from aiokafka import AIOKafkaProducer
+
+    rng = np.random.default_rng(8)
+    n = 3 * 1440
+    minute = np.arange(n)
+    cpu = np.clip(50 - 38 * np.cos(2 * np.pi * minute / 1440) + rng.normal(0, 2.0, n), 0, 100)
+    first_ts = time.time() - n * 60.0
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **kafka_options(settings)
+    )
+    await producer.start()
+    try:
+        start = time.time()
+        for i in range(n):
+            if stop.is_set():
+                return
+            value = {
+                "host_id": CAPACITY_HOST,
+                "ts": first_ts + 60.0 * i,
+                "metrics": {"cpu_pct": round(float(cpu[i]), 2), "mem_pct": 42.0},
+            }
+            await producer.send(
+                settings.topics.host, orjson.dumps(value), key=CAPACITY_HOST.encode()
+            )
+            delay = start + (i + 1) / rate - time.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+    finally:
+        await producer.stop()
+
+
 async def _run(
     settings: Settings, duration_s: float | None, rate: float, links: int, console: Console
 ) -> DemoSummary:
@@ -209,12 +261,14 @@ async def _run(
         time_mode="live",
     )
     incident = asyncio.create_task(_incident_host(settings, stop))
+    capacity = asyncio.create_task(_capacity_host(settings, stop))
     summary.produced = await produce(settings, options, stop=stop)
     if not stop.is_set():
         await asyncio.sleep(2.0)  # drain what the worker still has in flight
     stop.set()
     await watcher
     await incident
+    await capacity
     summary.elapsed_s = time.monotonic() - started
     return summary
 
