@@ -31,6 +31,7 @@ from models.scaling_comparison import (  # noqa: E402
     MIN_FEWER_VIOLATIONS,
     OURS_PREFIX,
     frontier_below,
+    ours_name,
     simulate_trace,
 )
 from models.scaling_policy import POLICIES  # noqa: E402
@@ -38,6 +39,8 @@ from models.simulation import CapacityModel, default_capacity_per_instance  # no
 from models.simulation_report import plot_capacity, plot_frontier  # noqa: E402
 from novacron.simulate_cli import load_forecaster  # noqa: E402
 
+DEFAULT = ours_name("PREDICTIVE")
+"""The worker's default policy: drawn in every trace's capacity plot."""
 DATA = Path("/work/shared/data")
 NAB = DATA / "nab" / "data"
 TRACES = [
@@ -80,7 +83,7 @@ def main() -> None:
         _print_trace(entry)
         if not args.no_plots:
             best = entry["acceptance"]["best_ours"]
-            names = [HPA, best] if best else [HPA]
+            names = [HPA, DEFAULT] + ([best] if best and best != DEFAULT else [])
             plot_capacity(result, trace, args.plots / f"{trace.name}.png", names)
             title = f"{trace.name}: cost / violation frontier"
             cost = result.runs[HPA].cost_instance_minutes

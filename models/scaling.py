@@ -2,20 +2,24 @@
 
 :class:`CapacityController` implements :class:`streams.capacity.ScalingController` for
 horizontal scaling (``vm_count``: SCALE_OUT / SCALE_IN). Per sample of a target's demand
-it sizes the instances the demand needs at the policy's target utilisation
-(:mod:`models.scaling_policy`):
+it sizes the instances the demand needs (:mod:`models.scaling_policy` holds each
+policy's settings):
 
-- **sizing**: the demand sized for is ``max(actual, U)``, with ``U`` the forecast's
-  upper bound over the policy's horizon, never shorter than the lead time (the first
-  forecast horizon at least ``ready_delay_s`` ahead: what is asked for now is ready
-  then). Without a usable forecast (a young host, the REACTIVE policy, or horizons that
-  do not reach the ready delay) it sizes for the actual demand;
+- **sizing**: ``max(max(actual, U) / sla_utilisation, max(actual, point) / target)``
+  instances' worth of demand: the SLA line covers ``U``, the forecast's calibrated upper
+  bound, and the policy's target utilisation covers the point forecast and the actual
+  demand. The forecast is read over the policy's horizon and never less than the lead
+  time (the first forecast horizon at least ``ready_delay_s`` ahead: what is asked for
+  now is ready then). Without a usable forecast (a young host, the REACTIVE policy, or
+  horizons that do not reach the ready delay) it sizes the actual demand at the target;
 - **online calibration**: ``U = point + k x width`` per horizon, with ``width`` the
-  forecaster's upper half-interval and ``k`` the policy's quantile of the target's own
-  past errors at the lead time, ``(actual - point) / width`` (split-conformal over the
-  last ``calibration_size`` forecasts, so it widens where the forecaster is
-  overconfident, narrows where it is cautious and corrects its bias). Only errors whose
-  actual demand has arrived are used: nothing from the future;
+  forecaster's upper half-interval and ``k`` a quantile of the target's own past errors
+  at the lead time, ``(actual - point) / width`` (split-conformal over the last
+  ``calibration_size`` forecasts, so it widens where the forecaster is overconfident,
+  narrows where it is cautious and corrects its bias). Which quantile: the policy's
+  ``quantile``, or with a ``violation_weight`` the one between the median and it that
+  minimises headroom against the risk of a violating step. Only errors whose actual
+  demand has arrived are used: nothing from the future;
 - **scale-out** at once on ``max(forecast, actual)``, by at most
   ``max(current x max_step_out, current + 4)``;
 - **scale-in** only when the actual demand over the stabilisation window *and* the

@@ -4,8 +4,9 @@ Each of :data:`streams.capacity.SCALING_POLICIES` is a :class:`PolicySettings` o
 same controller (:class:`models.scaling.CapacityController`): the utilisation it sizes
 for, which forecast bound it sizes for (a calibrated quantile of the forecast at the
 lead time), how far ahead it looks, and its stabilisation and cooldown. The numbers
-were chosen once on synthetic and public traces together (README, "Scaling"), never
-per trace.
+were chosen once, for every target, on the public request-rate and utilisation traces
+together (``bench/scaling_sim.py``, figures in ``bench/results/scaling_sim.json``),
+never per trace.
 """
 
 from __future__ import annotations
