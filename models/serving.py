@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-
 from typing import Any, Protocol, cast
 
 from streams.capacity import Forecaster, WorkloadClassifier

@@ -137,7 +137,9 @@ def test_never_scale_in_on_a_forecast_alone() -> None:
 def test_scale_in_waits_for_the_stabilisation_window_and_goes_to_its_largest_recommendation() -> (
     None
 ):
-    settings = POLICIES["REACTIVE"].with_(scale_in_window_s=180.0, max_step_in=1.0)
+    settings = POLICIES["REACTIVE"].with_(
+        scale_in_window_s=180.0, max_step_in=1.0, scale_in_margin=0.0
+    )
     c = CapacityController(CAP, "REACTIVE", settings)
     # at 6 units an instance: recommendations 10, 5, 7, 4, 4, 4, 4 at t = 60 .. 420 s
     demand = [60.0, 30.0, 42.0, 24.0, 24.0, 24.0, 24.0]
@@ -311,3 +313,13 @@ def test_a_truncated_state_is_refused() -> None:
     blob = encode_state(TargetState(spec=4, scores=[1.0, 2.0]))
     with pytest.raises(StateFormatError, match="truncated or corrupt"):
         decode_state(blob[:-2])
+
+
+def test_demand_at_the_edge_of_a_capacity_step_does_not_flap() -> None:
+    # 5 instances serve 30 at REACTIVE's 60%; demand hovers around that edge
+    demand = [24.0] + [31.0 if (i // 4) % 2 else 29.0 for i in range(64)]
+    flapping = CapacityController(CAP, "REACTIVE", POLICIES["REACTIVE"].with_(scale_in_margin=0.0))
+    _, actions = run(flapping, demand)
+    assert len(actions) > 4  # without the margin it goes out and in again and again
+    _, actions = run(CapacityController(CAP, "REACTIVE"), demand)
+    assert [a.action for _, a in actions] == ["SCALE_OUT", "SCALE_OUT"]  # 4 -> 5 -> 6, held
