@@ -199,8 +199,7 @@ class Settings(BaseSettings):
     scaling_capacity_per_instance: float = Field(
         100.0,
         gt=0,
-        description="Demand one instance serves, in the metric's units (100: one host's "
-        "cpu_pct).",
+        description="Demand one instance serves, in the metric's units (100: one host's cpu_pct).",
     )
     scaling_ready_delay_s: float = Field(
         180.0, ge=0, description="Seconds a new instance takes to be ready (the lead time)."

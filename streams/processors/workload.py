@@ -117,9 +117,7 @@ class WorkloadProcessor:
     def from_parts(cls, parts: ProcessorParts) -> WorkloadProcessor | None:
         if parts.workload is None:
             return None
-        return cls(
-            parts.workload, history=parts.workload_history, bucket_s=parts.workload_bucket_s
-        )
+        return cls(parts.workload, history=parts.workload_history, bucket_s=parts.workload_bucket_s)
 
     def history_depth(self, samples: Sequence[Any]) -> int:
         return 1

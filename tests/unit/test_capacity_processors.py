@@ -54,9 +54,7 @@ class StandIn:
         for rows in histories:
             cpu = float(np.nanmean(rows[:, 0])) if np.isfinite(rows[:, 0]).any() else 0.0
             kind = "CPU_INTENSIVE" if cpu > 50 else "BACKGROUND"
-            out.append(
-                WorkloadClass(kind, "STEADY_STATE", 0.9, {kind: 0.9}, {"cpu_mean": cpu}, 0)
-            )
+            out.append(WorkloadClass(kind, "STEADY_STATE", 0.9, {kind: 0.9}, {"cpu_mean": cpu}, 0))
         return out
 
     def forecast_many(
@@ -70,9 +68,7 @@ class StandIn:
         trend = (histories[:, -1] - histories[:, -6]) / 5
         steps = np.array(self.horizons, dtype=float)
         points = histories[:, -1:] + trend[:, None] * steps
-        return [
-            DemandForecast(self.horizons, p, p * 0.9, p * 1.1, 0.8, 0.7) for p in points
-        ]
+        return [DemandForecast(self.horizons, p, p * 0.9, p * 1.1, 0.8, 0.7) for p in points]
 
     def new_state(self, first_demand: float) -> bytes:
         return json.dumps({"n": max(1, int(np.ceil(first_demand / 60.0))), "last": 0.0}).encode()
