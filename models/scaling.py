@@ -180,7 +180,7 @@ class CapacityController:
         sizing = self._size(state, ts, demand, forecast, step_s)
         rec = self._clamp(math.ceil(sizing.need - _EPS))
         # the capacity a scale-in may go down to: the need with the hysteresis margin
-        rec_in = self._clamp(math.ceil(sizing.need / (1.0 - s.scale_in_margin) - _EPS))
+        rec_in = self._clamp(math.ceil(sizing.need + s.scale_in_margin - _EPS))
         stabilised = max([rec_in, *(r for _, r in state.recommendations)])
         state.recommendations.append((ts, rec_in))
         spec = state.spec

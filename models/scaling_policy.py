@@ -36,9 +36,9 @@ class PolicySettings:
         scale_in_window_s: stabilisation: a scale-in goes no lower than the largest
             recommendation of this window, and never within it after a scale-out.
         scale_in_cooldown_s: time between two scale-ins.
-        scale_in_margin: hysteresis: a scale-in to ``n`` instances needs the demand sized
-            for to fit ``n x (1 - this)`` of them, so demand hovering at the edge of a
-            capacity step does not take it out and back (flapping).
+        scale_in_margin: hysteresis, in instances: a scale-in to ``n`` instances needs
+            the demand sized for to fit ``n - this`` of them, so demand hovering at the
+            edge of a capacity step does not take it out and back (flapping).
         max_step_out: a scale-out asks for at most ``max(current x this, current + 4)``.
         max_step_in: a scale-in removes at most this share of the current capacity.
         violation_weight: when set, the bound sized for is the calibrated quantile
@@ -57,7 +57,7 @@ class PolicySettings:
     reactive_utilisation: float = 0.6
     scale_in_window_s: float = 120.0
     scale_in_cooldown_s: float = 60.0
-    scale_in_margin: float = 0.1
+    scale_in_margin: float = 0.25
     max_step_out: float = 2.0
     max_step_in: float = 0.5
     violation_weight: float | None = None
