@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,28 +168,36 @@ async def _watch(
 INCIDENT_HOST = "demo-host-incident"
 """A host of the demo whose CPU spikes after its detectors have learned it."""
 
+CAPACITY_HOST = "demo-service"
+"""A host of the demo whose CPU follows a daily cycle, replayed fast in event time."""
 
-async def _incident_host(settings: Settings, stop: asyncio.Event, rate: float = 20.0) -> None:
-    """Send a host's telemetry at ``rate`` samples/s: 600 normal samples, a CPU spike of
-    30, then normal again, until ``stop``."""
+
+async def _paced_host(
+    settings: Settings,
+    stop: asyncio.Event,
+    host_id: str,
+    samples: Iterable[tuple[float | None, dict[str, float]]],
+    rate: float,
+) -> None:
+    """Send a host's ``(ts, metrics)`` samples at ``rate`` samples/s until ``stop`` (a
+    ``None`` time is the wall clock at sending)."""
     from aiokafka import AIOKafkaProducer
 
-    from models.synthetic_incidents import incident_host
-
-    host = incident_host("cpu_spike", n=3000, start=600, length=30, seed=4)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **kafka_options(settings)
     )
     await producer.start()
     try:
         start = time.time()
-        for i in range(3000):
+        for i, (ts, metrics) in enumerate(samples):
             if stop.is_set():
                 return
-            value = {"host_id": INCIDENT_HOST, "ts": time.time(), "metrics": host.sample(i)}
-            await producer.send(
-                settings.topics.host, orjson.dumps(value), key=INCIDENT_HOST.encode()
-            )
+            value = {
+                "host_id": host_id,
+                "ts": time.time() if ts is None else ts,
+                "metrics": metrics,
+            }
+            await producer.send(settings.topics.host, orjson.dumps(value), key=host_id.encode())
             delay = start + (i + 1) / rate - time.time()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -197,8 +206,14 @@ async def _incident_host(settings: Settings, stop: asyncio.Event, rate: float = 
         await producer.stop()
 
 
-CAPACITY_HOST = "demo-service"
-"""A host of the demo whose CPU follows a daily cycle, replayed fast in event time."""
+async def _incident_host(settings: Settings, stop: asyncio.Event, rate: float = 20.0) -> None:
+    """Send a host's telemetry at ``rate`` samples/s: 600 normal samples, a CPU spike of
+    30, then normal again, until ``stop``."""
+    from models.synthetic_incidents import incident_host
+
+    host = incident_host("cpu_spike", n=3000, start=600, length=30, seed=4)
+    samples = ((None, host.sample(i)) for i in range(3000))
+    await _paced_host(settings, stop, INCIDENT_HOST, samples, rate)
 
 
 async def _capacity_host(settings: Settings, stop: asyncio.Event, rate: float = 40.0) -> None:
@@ -207,36 +222,16 @@ async def _capacity_host(settings: Settings, stop: asyncio.Event, rate: float = 
     time starts three days ago, so it never runs ahead of the clock. The worker
     classifies it, and its forecast asks for a second instance before the peak and gives
     it back after."""
-    from aiokafka import AIOKafkaProducer
-
     rng = np.random.default_rng(8)
     n = 3 * 1440
     minute = np.arange(n)
     cpu = np.clip(50 - 38 * np.cos(2 * np.pi * minute / 1440) + rng.normal(0, 2.0, n), 0, 100)
     first_ts = time.time() - n * 60.0
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, **kafka_options(settings)
+    samples = (
+        (first_ts + 60.0 * i, {"cpu_pct": round(float(cpu[i]), 2), "mem_pct": 42.0})
+        for i in range(n)
     )
-    await producer.start()
-    try:
-        start = time.time()
-        for i in range(n):
-            if stop.is_set():
-                return
-            value = {
-                "host_id": CAPACITY_HOST,
-                "ts": first_ts + 60.0 * i,
-                "metrics": {"cpu_pct": round(float(cpu[i]), 2), "mem_pct": 42.0},
-            }
-            await producer.send(
-                settings.topics.host, orjson.dumps(value), key=CAPACITY_HOST.encode()
-            )
-            delay = start + (i + 1) / rate - time.time()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-    finally:
-        await producer.stop()
+    await _paced_host(settings, stop, CAPACITY_HOST, samples, rate)
 
 
 async def _run(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..alerts import AlertPolicy
 from ..capacity import Forecaster, ScalingController, WorkloadClassifier
@@ -104,6 +105,48 @@ class ProcessorParts:
     forecaster: Callable[[], Forecaster | None] | None = None
     scaling: ScalingController | None = None
     scaling_metric: str = "cpu_pct"
+
+
+S = TypeVar("S")
+
+
+class HeldStates(Generic[S]):
+    """Per-key states a processor holds in memory between batches; the least recently
+    used leave beyond ``capacity`` (their state is in the store).
+
+    Args:
+        capacity: keys held at most.
+        upto: the event id a state is at (the newest sample it has learned from).
+        dirty: whether a state is being changed by a batch not yet delivered.
+    """
+
+    def __init__(
+        self, capacity: int, upto: Callable[[S], str | None], dirty: Callable[[S], bool]
+    ) -> None:
+        self.capacity = capacity
+        self._upto = upto
+        self._dirty = dirty
+        self._held: OrderedDict[str, S] = OrderedDict()
+
+    def current(self, key: str, newest: str | None) -> S | None:
+        """The state held for ``key`` if it is clean and at ``newest``, else ``None``."""
+        held = self._held.get(key)
+        if held is None or self._dirty(held) or self._upto(held) != newest:
+            return None
+        return held
+
+    def get(self, key: str) -> S | None:
+        return self._held.get(key)
+
+    def missing(self, newest: Mapping[str, str | None]) -> list[str]:
+        """The keys whose state is not held current (:meth:`Processor.missing_state`)."""
+        return [key for key, last in newest.items() if self.current(key, last) is None]
+
+    def hold(self, key: str, state: S) -> None:
+        self._held[key] = state
+        self._held.move_to_end(key)
+        while len(self._held) > self.capacity:
+            self._held.popitem(last=False)
 
 
 ProcessorFactory = Callable[[ProcessorParts], Processor | None]

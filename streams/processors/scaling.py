@@ -19,9 +19,8 @@ time (the action ids are deterministic too).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from ..capacity import DemandForecast, Forecaster, ScalingController, ScalingDecision
 from ..records import ForecastView, HostSample, ModelRef, ScalingAction, Score
 from ..windows import BatchWindows
-from .base import ProcessorParts, ProcessorResult
+from .base import HeldStates, ProcessorParts, ProcessorResult
 from .workload import workload_type_at
 
 STATE_FIELD = "scaling.state"
@@ -51,6 +50,8 @@ class _Target:
     demand: np.ndarray
     """The host's recent ``(ts, demand)`` rows, oldest first."""
     dirty: bool = False
+    saved: dict[str, bytes] = field(default_factory=dict)
+    """The fields last persisted (a batch redone sample by sample restarts from them)."""
 
 
 class ScalingProcessor:
@@ -79,7 +80,9 @@ class ScalingProcessor:
         self.metric = metric
         self.cache_keys = cache_keys
         self.workload_version = workload_version
-        self._cache: OrderedDict[str, _Target] = OrderedDict()
+        self._held: HeldStates[_Target] = HeldStates(
+            cache_keys, lambda s: s.upto, lambda s: s.dirty
+        )
         self._lookback = 1
 
     @classmethod
@@ -97,11 +100,7 @@ class ScalingProcessor:
         return 1
 
     def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
-        return [
-            key
-            for key, last in newest.items()
-            if (held := self._cache.get(key)) is None or held.dirty or held.upto != last
-        ]
+        return self._held.missing(newest)
 
     def process(
         self,
@@ -130,7 +129,7 @@ class ScalingProcessor:
             first = _demand(samples[indexes[0]], self.metric)
             target = targets[key] = self._state_for(key, windows, indexes[0], first)
             target.dirty = True
-            self._hold(key, target)
+            self._held.hold(key, target)
             new = np.array([[samples[i].ts, _demand(samples[i], self.metric)] for i in indexes])
             rows = np.vstack([target.demand, new])
             for n, i in enumerate(indexes):
@@ -158,14 +157,17 @@ class ScalingProcessor:
                 if scores is not None:
                     scores[i].fields["scaling_demand"] = demand
                 if decision is not None:
-                    kind = workload_type_at(windows, key, i)
+                    kind = workload_type_at(windows, key, sample.event_id)
                     placed.append((i, self._action(key, sample, decision, models, kind, series[i])))
+        # only once every host is done: a batch that raised is redone from the last saves
+        for key, target in targets.items():
             target.dirty = False
-            result.states[key] = {
+            target.saved = {
                 STATE_FIELD: target.state,
                 DEMAND_FIELD: target.demand.astype("<f8").tobytes(),
                 UPTO_FIELD: (target.upto or "").encode(),
             }
+            result.states[key] = target.saved
         placed.sort(key=lambda pair: pair[0])
         result.records.extend(action for _, action in placed)
         result.counts["scaling_actions"] = len(placed)
@@ -188,7 +190,7 @@ class ScalingProcessor:
         if not where:
             return {}
         rows = [series[i][-forecaster.lookback :] for i in where]
-        kinds = [workload_type_at(windows, samples[i].key, i) for i in where]
+        kinds = [workload_type_at(windows, samples[i].key, samples[i].event_id) for i in where]
         made = forecaster.forecast_many(
             np.vstack([r[:, 1] for r in rows]),
             np.array([samples[i].ts for i in where]),
@@ -256,24 +258,20 @@ class ScalingProcessor:
         entries = windows.entries[key]
         pos = windows.positions[index]
         previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        held = self._cache.get(key)
-        if held is not None and not held.dirty and held.upto == previous:
-            return held
-        stored = windows.states.get(key) or {}
-        if (
-            STATE_FIELD in stored
-            and DEMAND_FIELD in stored
-            and stored.get(UPTO_FIELD, b"").decode() == (previous or "")
-        ):
-            demand = np.frombuffer(stored[DEMAND_FIELD], dtype="<f8").reshape(-1, 2).copy()
-            return _Target(previous, stored[STATE_FIELD], demand)
+        current = self._held.current(key, previous)
+        if current is not None:
+            return current
+        held = self._held.get(key)
+        for stored in (windows.states.get(key), None if held is None else held.saved):
+            if (
+                stored
+                and STATE_FIELD in stored
+                and DEMAND_FIELD in stored
+                and stored.get(UPTO_FIELD, b"").decode() == (previous or "")
+            ):
+                demand = np.frombuffer(stored[DEMAND_FIELD], dtype="<f8").reshape(-1, 2).copy()
+                return _Target(previous, stored[STATE_FIELD], demand, saved=dict(stored))
         return _Target(None, self.controller.new_state(first_demand), np.empty((0, 2)))
-
-    def _hold(self, key: str, target: _Target) -> None:
-        self._cache[key] = target
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_keys:
-            self._cache.popitem(last=False)
 
 
 def _demand(sample: HostSample, metric: str) -> float:

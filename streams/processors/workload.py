@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from ..capacity import HOST_METRICS, WorkloadClass, WorkloadClassifier, host_mat
 from ..history import ChunkedHistory
 from ..records import HostSample, ModelRef, Score, WorkloadClassRecord
 from ..windows import BatchWindows
-from .base import ProcessorParts, ProcessorResult
+from .base import HeldStates, ProcessorParts, ProcessorResult
 
 META_FIELD = "workload.meta"
 """State field of a host's class and history position (JSON)."""
@@ -40,9 +39,8 @@ CHUNK_PREFIX = "workload.h"
 STATE_FORMAT = 2
 
 NOTE_TYPE = "workload_types"
-"""Note key under which a host's workload types are handed on: ``[(index, type), ...]``,
-the type in effect from sample ``index`` of the batch on (the first pair, at index -1,
-is the type the host had before the batch)."""
+"""Note key under which a host's workload types are handed on: per event id of the
+batch, the type in effect at that sample (``None``: not classified yet)."""
 
 ClassifierLookup = Callable[[], WorkloadClassifier | None]
 """Returns the active workload classifier (``None``: no classifier is served)."""
@@ -111,7 +109,7 @@ class WorkloadProcessor:
         self.chunk = chunk
         blank = ChunkedHistory(history, 1 + len(HOST_METRICS), chunk)
         self.state_fields = (META_FIELD, *blank.field_names(CHUNK_PREFIX))
-        self._cache: OrderedDict[str, _Host] = OrderedDict()
+        self._held: HeldStates[_Host] = HeldStates(cache_keys, lambda s: s.upto, lambda s: s.dirty)
 
     @classmethod
     def from_parts(cls, parts: ProcessorParts) -> WorkloadProcessor | None:
@@ -123,11 +121,7 @@ class WorkloadProcessor:
         return 1
 
     def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
-        return [
-            key
-            for key, last in newest.items()
-            if (held := self._cache.get(key)) is None or held.dirty or held.upto != last
-        ]
+        return self._held.missing(newest)
 
     def process(
         self,
@@ -146,7 +140,7 @@ class WorkloadProcessor:
         for key, indexes in runs.items():
             host = self._state_for(key, windows, indexes[0])
             host.dirty = True
-            self._hold(key, host)
+            self._held.hold(key, host)
             hosts[key] = host
             rows = host_matrix([samples[i].metrics for i in indexes])
             ts = np.array([[samples[i].ts] for i in indexes])
@@ -170,24 +164,25 @@ class WorkloadProcessor:
         placed: list[tuple[int, WorkloadClassRecord]] = []
         for key, indexes in runs.items():
             host = hosts[key]
-            timeline: list[tuple[int, str | None]] = [(-1, host.workload_type)]
+            in_effect: dict[str, str | None] = {}
             for i in indexes:
                 host.since_publish += 1
-                if i not in found or model is None:
-                    continue
-                one, rows = found[i]
-                if scores is not None:
-                    scores[i].fields["workload_type"] = one.workload_type
-                record = self._publish(host, samples[i], rows, one, model)
-                if record is not None:
-                    placed.append((i, record))
-                    timeline.append((i, host.workload_type))
+                if i in found and model is not None:
+                    one, rows = found[i]
+                    if scores is not None:
+                        scores[i].fields["workload_type"] = one.workload_type
+                    record = self._publish(host, samples[i], rows, one, model)
+                    if record is not None:
+                        placed.append((i, record))
+                in_effect[samples[i].event_id] = host.workload_type
+            result.notes[key] = {NOTE_TYPE: in_effect}
+        # only once every host is done: a batch that raised is redone from the last saves
+        for key, host in hosts.items():
             fields = host.history.dump(CHUNK_PREFIX)
             fields[META_FIELD] = host.meta()
             host.saved.update(fields)
             host.dirty = False
             result.states[key] = fields
-            result.notes[key] = {NOTE_TYPE: timeline}
         placed.sort(key=lambda pair: pair[0])
         result.records.extend(record for _, record in placed)
         result.counts["workload_classes"] = len(placed)
@@ -257,9 +252,10 @@ class WorkloadProcessor:
         entries = windows.entries[key]
         pos = windows.positions[index]
         previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        held = self._cache.get(key)
-        if held is not None and not held.dirty and held.upto == previous:
-            return held
+        current = self._held.current(key, previous)
+        if current is not None:
+            return current
+        held = self._held.get(key)
         for fields in (windows.states.get(key), None if held is None else held.saved):
             if fields and (restored := self._restore(fields)) is not None:
                 if restored.upto == previous:
@@ -287,12 +283,6 @@ class WorkloadProcessor:
             saved=dict(fields),
         )
 
-    def _hold(self, key: str, host: _Host) -> None:
-        self._cache[key] = host
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_keys:
-            self._cache.popitem(last=False)
-
 
 def _step_s(ts: np.ndarray) -> float:
     """The sampling step of a history: the median gap between its timestamps."""
@@ -303,13 +293,9 @@ def _step_s(ts: np.ndarray) -> float:
     return float(np.median(gaps)) if len(gaps) else 60.0
 
 
-def workload_type_at(windows: BatchWindows, key: str, index: int) -> str | None:
-    """The workload type of host ``key`` in effect at sample ``index`` of the batch, as
-    the workload processor handed it on (``None``: not classified yet, or no workload
+def workload_type_at(windows: BatchWindows, key: str, event_id: str) -> str | None:
+    """The workload type of host ``key`` in effect at its sample ``event_id``, as the
+    workload processor handed it on (``None``: not classified yet, or no workload
     processor ran)."""
-    kind = None
-    for at, value in windows.notes.get(key, {}).get(NOTE_TYPE, ()):
-        if at > index:
-            break
-        kind = value
-    return kind
+    found: str | None = windows.notes.get(key, {}).get(NOTE_TYPE, {}).get(event_id)
+    return found

@@ -29,6 +29,8 @@ from streams.topics import Topics
 
 T0 = 1.75e9
 STEP = 60.0
+POISON = 12.345
+"""A demand the stand-in controller raises on."""
 TOPICS = Topics()
 
 
@@ -81,6 +83,8 @@ class StandIn:
         forecast: DemandForecast | None,
         step_s: float,
     ) -> tuple[bytes, ScalingDecision | None]:
+        if demand == POISON:
+            raise ValueError("a controller bug on one sample")
         s = json.loads(state)
         want = demand if forecast is None else max(demand, float(forecast.upper[-1]))
         need = max(1, int(np.ceil(want / 60.0)))
@@ -152,7 +156,10 @@ def by_topic(values: Sequence[bytes]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {"workload": [], "scaling": []}
     for raw in values:
         record = orjson.loads(raw)
-        out["workload" if "workload_type" in record else "scaling"].append(record)
+        if "workload_type" in record:
+            out["workload"].append(record)
+        elif "action_id" in record:
+            out["scaling"].append(record)
     return out
 
 
@@ -238,3 +245,28 @@ def test_a_chunked_history_restores_after_its_ring_wrapped() -> None:
     assert len(stale.rows()) == 0 or np.array_equal(
         stale.rows(), rows[: history.end - 3][-len(stale.rows()) :]
     )
+
+
+def test_a_batch_redone_sample_by_sample_restarts_each_host_from_its_last_state() -> None:
+    """One host's sample makes the controller raise: the batch is redone sample by
+    sample from the states the last batch saved (held in memory, not reloaded), so the
+    other host's actions are those of a run without the bad sample."""
+
+    def actions_of_h0(poison: bool) -> list[dict]:
+        stream = host_stream(400)
+        if poison:
+            value = orjson.loads(stream[601].value)  # host h1, in the second batch
+            value["metrics"]["cpu_pct"] = POISON
+            stream[601] = RawMessage(orjson.dumps(value), stream[601].source)
+        store = InMemoryWindowStore()
+        pipe = pipeline(store, StandIn())
+        out = []
+        for a in range(0, len(stream), 500):
+            outcome = asyncio.run(pipe.handle("host", stream[a : a + 500]))
+            out += [r.value for r in outcome.outputs]
+            if poison and a == 500:
+                assert [d.error_kind for d in outcome.dead_letters] == ["processing_error"]
+        return [r for r in by_topic(out)["scaling"] if r["target"] == "h0"]
+
+    clean = actions_of_h0(poison=False)
+    assert clean and actions_of_h0(poison=True) == clean
