@@ -280,10 +280,18 @@ def _demand(sample: HostSample, metric: str) -> float:
 
 
 def _step_s(ts: np.ndarray) -> float:
-    """The sampling step: the median gap between event times (60 s with one time)."""
-    gaps = np.diff(ts)
-    gaps = gaps[gaps > 0]
-    return float(np.median(gaps)) if len(gaps) else 60.0
+    """The sampling step: the median gap between event times (60 s with one time).
+
+    Examples:
+        >>> _step_s(np.array([0.0, 60.0, 120.0, 300.0]))
+        60.0
+    """
+    times = ts.tolist()
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    if not gaps:
+        return 60.0
+    mid = len(gaps) // 2
+    return float(gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2)
 
 
 def _round(value: float) -> float:
