@@ -127,7 +127,21 @@ def test_cli_replay_of_10000_messages_equals_the_worker(
         for line in lines
         if line["topic"] == topics.alerts
     }
-    assert set(by_topic) <= {topics.scores, topics.predictions, topics.dlq, topics.alerts}
+    replayed_actions = {
+        line["value"]["action_id"]: strip(line["value"])
+        for line in lines
+        if line["topic"] == topics.scaling
+    }
+    replayed_classes = {
+        line["value"]["class_id"]: strip(line["value"])
+        for line in lines
+        if line["topic"] == topics.workload
+    }
+    assert replayed_actions, "the hosts' random CPU gets scaling actions"
+    assert set(by_topic) <= {
+        topics.scores, topics.predictions, topics.dlq, topics.alerts, topics.workload,
+        topics.scaling,
+    }  # fmt: skip
     assert all("anomaly_score" in line["value"] for line in lines if line["topic"] == topics.scores)
 
     for role in ("link", "host"):
@@ -148,6 +162,8 @@ def test_cli_replay_of_10000_messages_equals_the_worker(
                 len(r[topics.predictions]) >= len(replayed)
                 and len(r[topics.dlq]) >= len(BAD)
                 and len(r[topics.alerts]) >= len(replayed_alerts)
+                and len(r[topics.scaling]) >= len(replayed_actions)
+                and len(r[topics.workload]) >= len(replayed_classes)
             ),
             timeout_s=240,
             settle_s=3.0,
@@ -164,7 +180,13 @@ def test_cli_replay_of_10000_messages_equals_the_worker(
     streamed_alerts = {(v["alert_id"], v["seq"]): strip(v) for _, v in out[topics.alerts]}
     assert len(out[topics.alerts]) == len(streamed_alerts), "the worker sent an alert twice"
     assert streamed_alerts == replayed_alerts
-    assert not out[topics.workload] and not out[topics.scaling]
+    # And its workload classes and scaling actions (decided per host, in event time).
+    streamed_actions = {v["action_id"]: strip(v) for _, v in out[topics.scaling]}
+    assert len(out[topics.scaling]) == len(streamed_actions), "the worker sent an action twice"
+    assert streamed_actions == replayed_actions
+    streamed_classes = {v["class_id"]: strip(v) for _, v in out[topics.workload]}
+    assert len(out[topics.workload]) == len(streamed_classes)
+    assert streamed_classes == replayed_classes
 
     # Every host event reached its window: Redis holds each host's newest ones, in order.
     client = redis.Redis.from_url(settings.redis_dsn)
