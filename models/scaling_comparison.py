@@ -200,7 +200,7 @@ def swept_settings(
     """One point of our sweep (:data:`OURS_SWEEP`).
 
     Examples:
-        >>> s = swept_settings(POLICIES["PREDICTIVE"], 0.5, 1.05)
+        >>> s = swept_settings(POLICIES["PROACTIVE"], 0.5, 1.05)
         >>> s.violation_weight, s.target_utilisation
         (5.0, 0.735)
     """

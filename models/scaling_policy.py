@@ -95,8 +95,10 @@ class PolicySettings:
 POLICIES: dict[str, PolicySettings] = {
     # HPA-like: the actual demand at 60%, with our stabilisation and cooldowns.
     "REACTIVE": PolicySettings(target_utilisation=0.6, use_forecast=False),
-    # max(actual, calibrated upper bound of the forecast over the lead time).
-    "PREDICTIVE": PolicySettings(target_utilisation=0.7, quantile=0.995, violation_weight=10.0),
+    # max(actual, calibrated upper bound of the forecast over the lead time). Target and
+    # violation weight chosen on the 12 NAB utilisation traces alone (the cheapest grid
+    # point with half HPA's violations there), NASA held out: bench/scaling_heldout.py.
+    "PREDICTIVE": PolicySettings(target_utilisation=0.78, quantile=0.995, violation_weight=8.0),
     # the same bound over the next 15 minutes: capacity ready well before a ramp.
     "PROACTIVE": PolicySettings(
         target_utilisation=0.7,
@@ -107,7 +109,7 @@ POLICIES: dict[str, PolicySettings] = {
     ),
     # a higher target, a lower quantile, a smaller violation weight, a quick scale-in.
     "COST_OPTIMIZED": PolicySettings(
-        target_utilisation=0.75, quantile=0.98, violation_weight=5.0, scale_in_window_s=60.0
+        target_utilisation=0.85, quantile=0.98, violation_weight=5.0, scale_in_window_s=60.0
     ),
     # a lower target, a larger violation weight and a slow scale-in.
     "PERFORMANCE_OPTIMIZED": PolicySettings(

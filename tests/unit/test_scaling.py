@@ -28,6 +28,7 @@ from models.simulation import CapacityModel, ControllerScaler, TraceForecasts, s
 from streams.capacity import SCALING_POLICIES, DemandForecast, ScalingDecision
 
 CAP = 10.0
+PREDICTIVE_TARGET = POLICIES["PREDICTIVE"].target_utilisation
 HORIZONS = (1, 3, 5, 10, 15, 30)
 
 
@@ -88,7 +89,8 @@ def test_urgency_is_maximal_under_15_minutes_and_decays_after() -> None:
 
 
 def test_a_decision_carries_its_rationale_and_its_score_follows_the_formula() -> None:
-    c = CapacityController(CAP, "PREDICTIVE", ready_delay_s=180.0)
+    settings = POLICIES["PREDICTIVE"].with_(target_utilisation=0.7)  # hand-computed below
+    c = CapacityController(CAP, "PREDICTIVE", settings, ready_delay_s=180.0)
     state = c.initial_state(50.0)  # 50 / (10 x 0.7) -> 8 instances
     assert state.spec == 8
     state, d = c.advance(state, 60.0, 50.0, fc([52, 70, 80, 90, 95, 100], width=2.0), 60.0)
@@ -110,7 +112,7 @@ def test_scale_out_on_the_actual_demand_when_the_forecast_is_low() -> None:
     state = c.initial_state(50.0)
     state, d = c.advance(state, 60.0, 100.0, fc(10.0), 60.0)
     assert d is not None and d.action == "SCALE_OUT" and d.rule == "scale-out: actual demand"
-    assert d.target == math.ceil(100.0 / (CAP * 0.7))  # the actual demand at the target
+    assert d.target == math.ceil(100.0 / (CAP * PREDICTIVE_TARGET))  # the actual demand
 
 
 def test_scale_out_on_the_forecast_when_the_actual_demand_is_low() -> None:
@@ -119,7 +121,7 @@ def test_scale_out_on_the_forecast_when_the_actual_demand_is_low() -> None:
     state, d = c.advance(state, 60.0, 50.0, fc(100.0, width=0.5), 60.0)
     assert d is not None and d.action == "SCALE_OUT"
     assert d.rule == "scale-out: forecast upper bound at the lead time"
-    assert d.target == math.ceil(100.0 / (CAP * 0.7))  # the point forecast at the target
+    assert d.target == math.ceil(100.0 / (CAP * PREDICTIVE_TARGET))  # the point forecast
 
 
 def test_never_scale_in_on_a_forecast_alone() -> None:
