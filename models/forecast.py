@@ -38,6 +38,7 @@ from streams.capacity import DemandForecast
 from streams.errors import ModelError
 
 from .forecast_features import ForecastInputs, feature_names, forecast_inputs, unsquash
+from .onnx_session import open_session
 
 MODEL_NAME = "forecast-ensemble"
 FORMAT = "novacron-forecast-ensemble/1"
@@ -219,28 +220,13 @@ class OnnxForecaster:
         cls, path: Path, name: str = MODEL_NAME, version: str = "0", threads: int = 0
     ) -> OnnxForecaster:
         """Load and check a model file; bad metadata or a wrong graph fails here."""
-        path = Path(path)
-        if not path.is_file():
-            msg = f"Forecast model file {str(path)!r} does not exist."
-            raise ModelError(msg)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            msg = f"onnxruntime cannot load {str(path)!r}: {exc}"
-            raise ModelError(msg) from exc
-        meta_map = session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta_map:
-            msg = (
-                f"{str(path)!r} has no {METADATA_KEY!r} metadata property: it is not a "
-                "forecast model exported by `novacron train forecast`."
-            )
-            raise ModelError(msg)
-        return cls(name, version, session, ForecastMetadata.from_json(meta_map[METADATA_KEY]))
+        session, text = open_session(
+            Path(path),
+            METADATA_KEY,
+            "a forecast model exported by `novacron train forecast`",
+            threads,
+        )
+        return cls(name, version, session, ForecastMetadata.from_json(text))
 
     def member_outputs(self, inputs: ForecastInputs) -> np.ndarray:
         """``(k, members, horizons)``: each member's raw output (a squashed change)."""

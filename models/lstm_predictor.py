@@ -20,6 +20,7 @@ from streams.predictor import IntervalForecast
 
 from . import compiled
 from .features import CHANNELS, FeatureStats
+from .onnx_session import open_session
 
 METADATA_KEY = "novacron"
 FORMAT = "novacron-bandwidth-lstm/1"
@@ -178,26 +179,10 @@ class LstmBandwidthPredictor:
         cls, path: Path, *, name: str, version: str, threads: int = 0
     ) -> LstmBandwidthPredictor:
         """Load and check an artifact; a wrong input spec fails here, not at serving."""
-        if not path.is_file():
-            msg = f"Model artifact {str(path)!r} does not exist."
-            raise ModelError(msg)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            msg = f"onnxruntime cannot load {str(path)!r}: {exc}"
-            raise ModelError(msg) from exc
-        meta_map = session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta_map:
-            msg = (
-                f"{str(path)!r} has no {METADATA_KEY!r} metadata; export it with `novacron train`."
-            )
-            raise ModelError(msg)
-        metadata = ModelMetadata.from_json(meta_map[METADATA_KEY])
+        session, text = open_session(
+            path, METADATA_KEY, "a bandwidth model: export it with `novacron train`", threads
+        )
+        metadata = ModelMetadata.from_json(text)
         inputs = session.get_inputs()
         if len(inputs) != 1:
             msg = f"The model must have one input (batch, window, channels). Got {len(inputs)}."

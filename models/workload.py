@@ -27,6 +27,7 @@ import onnxruntime as ort
 from streams.capacity import HOST_METRICS, WORKLOAD_TYPES, WorkloadClass
 from streams.errors import ModelError
 
+from .onnx_session import open_session
 from .workload_features import (
     FEATURE_NAMES,
     MIN_SEASONAL_SAMPLES,
@@ -171,24 +172,13 @@ class OnnxWorkloadClassifier:
                 inputs and outputs other than the ones described above.
         """
         source = repr(str(path))
-        if not Path(path).is_file():
-            msg = f"Model artifact {source} does not exist."
-            raise ModelError(msg)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            msg = f"onnxruntime cannot load {source}: {exc}"
-            raise ModelError(msg) from exc
-        meta_map = session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta_map:
-            msg = f"{source} has no {METADATA_KEY!r} metadata; it is not a workload classifier "
-            msg += f"exported by NovaCron. {_RETRAIN}"
-            raise ModelError(msg)
-        meta = WorkloadModelMetadata.from_json(meta_map[METADATA_KEY], source)
+        session, text = open_session(
+            Path(path),
+            METADATA_KEY,
+            f"a workload classifier exported by NovaCron. {_RETRAIN}",
+            threads,
+        )
+        meta = WorkloadModelMetadata.from_json(text, source)
         inputs = session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME] or list(inputs[0].shape[1:]) != [
             len(FEATURE_NAMES)
