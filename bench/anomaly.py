@@ -342,19 +342,29 @@ def worker_throughput(keys: int, warm_up: int, window: int, repeat: int) -> dict
     interval, so each window holds its share of refits, period estimates and
     checkpoints), then timed windows of ``window`` samples per key alternating between
     them: the idle one waits, the other has the machine."""
-    cases: dict[str, Settings] = {}
+    cases = {
+        "anomaly-on": {"NOVACRON_ANOMALY": "true"},
+        "anomaly-off": {"NOVACRON_ANOMALY": "false"},
+    }
+    return workers_side_by_side(cases, keys, warm_up, window, repeat)
+
+
+def workers_side_by_side(
+    cases: dict[str, dict[str, str]], keys: int, warm_up: int, window: int, repeat: int
+) -> dict[str, list[float]]:
+    """One worker per case (its environment overrides), each in its own isolated topics
+    and Redis prefix, warmed up and then timed in alternating windows (samples/s)."""
+    settings_of: dict[str, Settings] = {}
     procs = []
     try:
-        for case in ("anomaly-on", "anomaly-off"):
-            env = isolated_env(f"bench-anomaly-{case}") | {
-                "NOVACRON_ANOMALY": "true" if case == "anomaly-on" else "false"
-            }
+        for case, overrides in cases.items():
+            env = isolated_env(f"bench-{case}") | overrides
             settings = settings_for(env)
-            log = Path(".novacron/logs") / f"bench-anomaly-{case}.log"
+            log = Path(".novacron/logs") / f"bench-{case}.log"
             procs.append(start_worker(settings, log, env))
             wait_healthy(settings, procs[-1], timeout_s=120)
-            cases[case] = settings
-        return asyncio.run(_measure(cases, keys, warm_up, window, repeat))
+            settings_of[case] = settings
+        return asyncio.run(_measure(settings_of, keys, warm_up, window, repeat))
     finally:
         for proc in procs:
             proc.terminate()

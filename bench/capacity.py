@@ -166,29 +166,12 @@ def in_process(repeat: int, warm_up: int, timed: int) -> dict[str, object]:
 
 def worker_throughput(window: int, repeat: int) -> dict[str, list[float]]:
     """One worker with the capacity processors and one without, windows alternating."""
-    from bench.anomaly import KEYS, _measure
-    from novacron.demo import start_worker, wait_healthy
-    from tests.integration.conftest import isolated_env, settings_for
+    from bench.anomaly import KEYS, workers_side_by_side
 
-    cases: dict[str, Settings] = {}
-    procs = []
-    try:
-        for case in ("capacity-on", "capacity-off"):
-            flag = "true" if case == "capacity-on" else "false"
-            env = isolated_env(f"bench-capacity-{case}") | {
-                "NOVACRON_WORKLOAD": flag,
-                "NOVACRON_SCALING": flag,
-            }
-            settings = settings_for(env)
-            log = Path(".novacron/logs") / f"bench-capacity-{case}.log"
-            procs.append(start_worker(settings, log, env))
-            wait_healthy(settings, procs[-1], timeout_s=120)
-            cases[case] = settings
-        return asyncio.run(_measure(cases, KEYS, 1100, window, repeat))
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
+    on = {"NOVACRON_WORKLOAD": "true", "NOVACRON_SCALING": "true"}
+    off = {"NOVACRON_WORKLOAD": "false", "NOVACRON_SCALING": "false"}
+    cases = {"capacity-on": on, "capacity-off": off}
+    return workers_side_by_side(cases, KEYS, 1100, window, repeat)
 
 
 def main() -> None:
