@@ -9,7 +9,6 @@ partition that moved here, a batch being redone, a restart) is restored from the
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from ..alerts import AlertPolicy, AlertTracker, Transition, top_metric
 from ..detector import AnomalyModel, AnomalyScore, KeyDetector
 from ..records import MEASURES, AnomalyAlert, HostSample, LinkSample, ModelRef, Score
 from ..windows import BatchWindows
-from .base import ProcessorParts, ProcessorResult
+from .base import HeldStates, ProcessorParts, ProcessorResult
 
 ALERTS_FIELD = "anomaly.alerts"
 """State field of a key's alert lifecycle."""
@@ -57,7 +56,9 @@ class AnomalyProcessor:
         self.entity_kind = entity_kind
         self.cache_keys = cache_keys
         self.state_fields = (*(f"anomaly.{f}" for f in model.state_fields), ALERTS_FIELD)
-        self._cache: OrderedDict[str, _KeyState] = OrderedDict()
+        self._held: HeldStates[_KeyState] = HeldStates(
+            cache_keys, lambda s: s.detector.upto, lambda s: s.dirty
+        )
 
     @classmethod
     def for_hosts(cls, parts: ProcessorParts) -> AnomalyProcessor | None:
@@ -71,12 +72,7 @@ class AnomalyProcessor:
         return 1
 
     def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
-        missing = []
-        for key, last in newest.items():
-            held = self._cache.get(key)
-            if held is None or held.dirty or held.detector.upto != last:
-                missing.append(key)
-        return missing
+        return self._held.missing(newest)
 
     def process(
         self,
@@ -93,7 +89,7 @@ class AnomalyProcessor:
         for key, indexes in runs.items():
             state = self._state_for(key, windows, indexes[0], result)
             state.dirty = True
-            self._hold(key, state)
+            self._held.hold(key, state)
             states[key] = state
         placed: list[tuple[int, AnomalyAlert]] = []
         for key, i, one in self._score(states, samples, runs):
@@ -165,9 +161,10 @@ class AnomalyProcessor:
         entries = windows.entries[key]
         pos = windows.positions[index]
         previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        held = self._cache.get(key)
-        if held is not None and not held.dirty and held.detector.upto == previous:
-            return held
+        current = self._held.current(key, previous)
+        if current is not None:
+            return current
+        held = self._held.get(key)
         for fields in (windows.states.get(key), None if held is None else held.saved):
             if not fields:
                 continue
@@ -186,12 +183,6 @@ class AnomalyProcessor:
         detector = self.model.restore(key, own)
         tracker = AlertTracker.restore(key, self.policy, fields.get(ALERTS_FIELD))
         return _KeyState(detector, tracker, dict(fields))
-
-    def _hold(self, key: str, state: _KeyState) -> None:
-        self._cache[key] = state
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_keys:
-            self._cache.popitem(last=False)
 
     def _alert(self, key: str, change: Transition) -> AnomalyAlert:
         alert, scored = change.alert, change.score
