@@ -169,7 +169,10 @@ INCIDENT_HOST = "demo-host-incident"
 """A host of the demo whose CPU spikes after its detectors have learned it."""
 
 CAPACITY_HOST = "demo-service"
-"""A host of the demo whose CPU follows a daily cycle, replayed fast in event time."""
+"""Prefix of the demo host whose CPU follows a daily cycle, replayed fast in event time.
+Each demo run sends it under a name of its own (the prefix and the run's start time):
+its event time starts three days back, so a host of an earlier run, whose stored state
+is already further on in event time, would take the new run's samples as late."""
 
 
 async def _paced_host(
@@ -231,7 +234,8 @@ async def _capacity_host(settings: Settings, stop: asyncio.Event, rate: float = 
         (first_ts + 60.0 * i, {"cpu_pct": round(float(cpu[i]), 2), "mem_pct": 42.0})
         for i in range(n)
     )
-    await _paced_host(settings, stop, CAPACITY_HOST, samples, rate)
+    host_id = f"{CAPACITY_HOST}-{time.strftime('%H%M%S', time.gmtime())}"
+    await _paced_host(settings, stop, host_id, samples, rate)
 
 
 async def _run(
