@@ -170,11 +170,16 @@ class WorkerContext:
 def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, WorkerContext]:
     """Build the Faust app and the context its agents share."""
     ctx = WorkerContext(settings, models)
+    faust_dir = settings.state_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         value_serializer="raw",
         key_serializer="raw",
+        # Faust's own data folder (unused: the windows live in Redis), with the stack's
+        # state instead of a new folder in the working directory per consumer group
+        datadir=str(faust_dir / settings.app_id),
         topic_partitions=settings.topic_partitions,
         web_host=settings.web_host,
         web_bind=settings.web_host,
