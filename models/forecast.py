@@ -217,7 +217,7 @@ class OnnxForecaster:
 
     @classmethod
     def load(
-        cls, path: Path, name: str = MODEL_NAME, version: str = "0", threads: int = 0
+        cls, path: Path, name: str = MODEL_NAME, version: str = "0", threads: int = 1
     ) -> OnnxForecaster:
         """Load and check a model file; bad metadata or a wrong graph fails here."""
         session, text = open_session(
@@ -229,14 +229,23 @@ class OnnxForecaster:
         return cls(name, version, session, ForecastMetadata.from_json(text))
 
     def member_outputs(self, inputs: ForecastInputs) -> np.ndarray:
-        """``(k, members, horizons)``: each member's raw output (a squashed change)."""
+        """``(k, members, horizons)``: each member's raw output (a squashed change).
+
+        A row's output does not depend on the rows it is batched with, so the worker and
+        replay (which batch differently) publish the same figures: onnxruntime's matrix
+        kernels give a one-row batch other last digits than a larger one, so a lone row
+        runs with a copy of itself; and sessions run on one thread (:meth:`load`), since
+        several threads split the trees' sums differently by batch size.
+        """
         k = inputs.x.shape[0]
         out = np.empty((k, len(self.metadata.members), len(self.horizons)))
         for start in range(0, k, _CHUNK_ROWS):
-            part = self._session.run(
-                list(self.metadata.members), {self._input: inputs.x[start : start + _CHUNK_ROWS]}
-            )
-            out[start : start + _CHUNK_ROWS] = np.stack(part, axis=1)
+            rows = inputs.x[start : start + _CHUNK_ROWS]
+            n = len(rows)
+            if n == 1:
+                rows = np.repeat(rows, 2, axis=0)
+            part = self._session.run(list(self.metadata.members), {self._input: rows})
+            out[start : start + n] = np.stack(part, axis=1)[:n]
         return out
 
     def forecast_arrays(

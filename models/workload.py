@@ -209,12 +209,23 @@ class OnnxWorkloadClassifier:
         return classifier
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities ``(k, labels)`` and KMeans clusters ``(k,)`` of feature rows."""
+        """Probabilities ``(k, labels)`` and KMeans clusters ``(k,)`` of feature rows.
+
+        A lone row runs with a copy of itself: onnxruntime's matrix kernels give a
+        one-row batch other last digits than a larger one, and a host's class must not
+        depend on the hosts it was batched with (replay equals the worker).
+        """
         rows = np.asarray(features, dtype=np.float32).reshape(-1, len(FEATURE_NAMES))
-        if rows.shape[0] == 0:
+        n = rows.shape[0]
+        if n == 0:
             return np.zeros((0, len(self.labels))), np.zeros(0, dtype=np.int64)
+        if n == 1:
+            rows = np.repeat(rows, 2, axis=0)
         probabilities, cluster = self.session.run([PROBABILITIES, CLUSTER], {INPUT_NAME: rows})
-        return np.asarray(probabilities, dtype=np.float64), np.asarray(cluster, dtype=np.int64)
+        return (
+            np.asarray(probabilities, dtype=np.float64)[:n],
+            np.asarray(cluster, dtype=np.int64)[:n],
+        )
 
     def classify_many(
         self, histories: Sequence[np.ndarray], step_s: Sequence[float]
