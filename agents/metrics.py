@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -72,6 +72,40 @@ class WorkerMetrics:
             "Redis pipeline round trips (window load + append per batch).",
             ["op"],
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        self.processor_counts = Counter(
+            "novacron_processor_events",
+            "The processors' named counts (predictions, warming_up, anomaly_scored, ...),"
+            " per input topic.",
+            ["topic", "name"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "novacron_alerts",
+            "Anomaly alert records sent, by severity and status (open, update, resolve).",
+            ["severity", "status"],
+            registry=r,
+        )
+        self.scaling_actions = Counter(
+            "novacron_scaling_actions",
+            "Scaling action records sent, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "novacron_consumer_lag",
+            "Messages in a partition assigned to this worker past its group's committed"
+            " offset (the broker's end offset minus the committed one).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "novacron_model_info",
+            "1 for each model version this worker serves, by role (datacenter, internet,"
+            " anomaly, workload, forecast).",
+            ["role", "name", "version"],
             registry=r,
         )
 
