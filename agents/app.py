@@ -6,16 +6,17 @@ Nothing is created at import time; :func:`create_app` builds everything from set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
 import redis.exceptions
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
@@ -29,6 +30,7 @@ from streams.topics import INPUT_ROLES
 
 from .connections import kafka_options, redis_options
 from .delivery import BatchDelivery, Send
+from .group import GroupInspector
 from .metrics import WorkerMetrics
 from .settings import Settings
 from .wiring import pipeline_for
@@ -84,6 +86,8 @@ class WorkerContext:
         self._delivery: BatchDelivery | None = None
         self._redis: Any = None
         self._kafka: AIOKafkaClient | None = None
+        self._inspector: GroupInspector | None = None
+        self._lag_failing = False
 
     async def pipeline(self) -> TelemetryPipeline:
         async with self._lock:
@@ -156,11 +160,50 @@ class WorkerContext:
         checks["models"] = self.models.describe()
         return checks
 
+    async def export_lag(self, assigned: Iterable[Any]) -> None:
+        """Set ``novacron_consumer_lag`` for the input partitions this worker owns (from
+        the broker: end offset minus the group's committed offset). A broker that does
+        not answer leaves the last figures and logs once until it answers again."""
+        inputs = {self.settings.topics.name(role) for role in INPUT_ROLES}
+        owned = sorted(
+            {TopicPartition(tp.topic, tp.partition) for tp in assigned if tp.topic in inputs}
+        )
+        try:
+            if self._inspector is None:
+                inspector = GroupInspector(self.settings)
+                await asyncio.wait_for(inspector.start(), timeout=10.0)
+                self._inspector = inspector
+            rows = await asyncio.wait_for(
+                self._inspector.lag(self.settings.app_id, owned), timeout=10.0
+            )
+        except Exception as exc:  # noqa: BLE001 - lag is reported, never fatal
+            if not self._lag_failing:
+                log.warning("consumer lag not available from the broker: %r", exc)
+            self._lag_failing = True
+            return
+        self._lag_failing = False
+        gauge = self.metrics.consumer_lag
+        gauge.clear()  # partitions moved to another worker drop out
+        for row in rows:
+            gauge.labels(row.topic, str(row.partition)).set(row.lag)
+
+    def export_models(self) -> None:
+        """Set ``novacron_model_info`` to the versions served now."""
+        gauge = self.metrics.model_info
+        gauge.clear()
+        for role, ref in self.models.describe().items():
+            name, _, version = ref.rpartition(":")
+            gauge.labels(role, name, version).set(1)
+
     async def close(self) -> None:
         """Close connections; safe to call more than once."""
         redis_client, self._redis, self._pipeline = self._redis, None, None
         self._delivery = None
         kafka, self._kafka = self._kafka, None
+        inspector, self._inspector = self._inspector, None
+        if inspector is not None:
+            with contextlib.suppress(Exception):
+                await inspector.stop()
         if redis_client is not None:
             await redis_client.aclose()
         if kafka is not None:
@@ -190,6 +233,7 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         consumer_group_instance_id=settings.group_instance_id,
+        broker_client_id=settings.worker_name,
         broker_credentials=_credentials(settings),
         consumer_auto_offset_reset="earliest",
         store="memory://",
@@ -245,13 +289,20 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
         async def get(self, request: Request) -> Response:
             return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
+    ctx.export_models()
+
     @app.timer(interval=2.0)
     async def refresh_models() -> None:
         before = models.describe()
         if await asyncio.to_thread(models.refresh):
+            ctx.export_models()
             now = time.time()
             for event in model_loaded_events(before, models.describe(), now):
                 await (await send(encode_output(event, topics, now)))
+
+    @app.timer(interval=settings.lag_interval_s)
+    async def export_lag() -> None:
+        await ctx.export_lag(app.consumer.assignment())
 
     return app, ctx
 
@@ -322,6 +373,15 @@ def _count(metrics: WorkerMetrics, topic: str, messages: int, outcome: BatchOutc
     metrics.batch_size.labels(topic).observe(messages)
     metrics.events_in.labels(topic).inc(outcome.accepted)
     metrics.warming_up.labels(topic).inc(outcome.counts.get("warming_up", 0))
+    for name, count in outcome.counts.items():
+        kind, _, detail = name.partition(":")
+        if not detail:
+            metrics.processor_counts.labels(topic, name).inc(count)
+        elif kind == "alerts":
+            status, _, severity = detail.partition(":")
+            metrics.alerts.labels(severity, status).inc(count)
+        elif kind == "scaling_actions":
+            metrics.scaling_actions.labels(detail).inc(count)
     metrics.duplicates.labels(topic).inc(outcome.duplicates)
     for dead in outcome.dead_letters:
         metrics.dead_letters.labels(topic, dead.error_kind).inc()

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, ge=1, description="Events per processing batch at most.")
     batch_within_s: float = Field(0.05, gt=0, description="Wait at most this long to fill a batch.")
 
+    lag_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the worker asks the broker for its partitions' consumer lag "
+        "(novacron_consumer_lag).",
+    )
     retry_backoff_max_s: float = Field(
         2.0,
         gt=0,
@@ -239,6 +245,12 @@ class Settings(BaseSettings):
         if self.instance_id is None:
             return f"{socket.gethostname()}-{self.web_port}"
         return self.instance_id or None
+
+    @property
+    def worker_name(self) -> str:
+        """The worker's Kafka client id: how ``novacron status`` and the broker's own tools
+        name it among the group's members (``novacron-<hostname>-<web port>``)."""
+        return f"novacron-{self.group_instance_id or f'{socket.gethostname()}-{self.web_port}'}"
 
     @property
     def bootstrap_servers(self) -> str:

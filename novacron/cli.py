@@ -100,6 +100,46 @@ def stack_status(ctx: typer.Context) -> None:
 
 
 @app.command()
+def status(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option(help="Keep redrawing, like top (Ctrl-C stops).")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks (rates).")] = 2.0,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A worker's /metrics URL; repeat for each worker (default: the "
+            "local worker's, from NOVACRON_WEB_HOST/PORT)."
+        ),
+    ] = None,
+) -> None:
+    """A running deployment: workers in the group, their partitions and lag, rates in
+    and out, dead letters in the last minute, model versions served."""
+    from aiokafka.errors import KafkaError
+
+    from .status import default_metrics_url, run_status
+
+    settings = _settings(ctx)
+    try:
+        asyncio.run(
+            run_status(
+                settings,
+                out,
+                metrics_urls=metrics or [default_metrics_url(settings)],
+                interval_s=interval,
+                watch=watch,
+            )
+        )
+    except KafkaError as exc:
+        console.print(
+            f"[red]The broker at {settings.bootstrap_servers} did not answer ({exc}). Is the "
+            "stack up (`make stack-up`), or is NOVACRON_KAFKA_BOOTSTRAP wrong?[/]"
+        )
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def worker(
     ctx: typer.Context,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",

@@ -110,6 +110,9 @@ class AnomalyProcessor:
         placed.sort(key=lambda pair: pair[0])
         result.records.extend(alert for _, alert in placed)
         result.counts["alerts"] = len(placed)
+        for _, alert in placed:
+            name = f"alerts:{alert.status}:{alert.severity}"
+            result.counts[name] = result.counts.get(name, 0) + 1
         return result
 
     def _score(

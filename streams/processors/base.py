@@ -27,6 +27,8 @@ class ProcessorResult:
         predicted: model points to keep with the batch's new window entries, by event
             id (read back by the processor in later batches; see :mod:`online.gain`).
         counts: named counts the worker exports (e.g. ``predictions``, ``warming_up``).
+            Names with a colon break a count down: ``alerts:<status>:<severity>`` and
+            ``scaling_actions:<action>`` become labelled metrics of their own.
         states: per key, state fields to persist with the batch's window entries.
         notes: per key, what this processor tells the processors after it in the same
             batch (e.g. the host's workload class; see :attr:`BatchWindows.notes`).

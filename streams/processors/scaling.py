@@ -171,6 +171,9 @@ class ScalingProcessor:
         placed.sort(key=lambda pair: pair[0])
         result.records.extend(action for _, action in placed)
         result.counts["scaling_actions"] = len(placed)
+        for _, action in placed:
+            name = f"scaling_actions:{action.action}"
+            result.counts[name] = result.counts.get(name, 0) + 1
         return result
 
     def _forecasts(

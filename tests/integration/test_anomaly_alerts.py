@@ -9,6 +9,7 @@ recovery; the normal host none; every record must validate against its schema.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ import schemas
 from models.synthetic_incidents import IncidentHost, incident_host
 
 from .conftest import WorkerHandle, collect, run, send
+from .test_status import scrape
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +112,12 @@ def test_one_alert_per_incident_none_for_a_normal_host(worker: WorkerHandle) -> 
             assert resolved["ts"] >= 1.75e9 + STEP_S * (START + 40), (host, statuses)
         seqs = [a["seq"] for a in records if a["alert_id"] == alert_id]
         assert seqs == sorted(set(seqs)), f"{host}: updates out of order or repeated: {seqs}"
+
+    # The worker's alert counters agree with the records, by severity and status.
+    sent = Counter((value["severity"], value["status"]) for _, value in alerts)
+    exported = {
+        (dict(labels)["severity"], dict(labels)["status"]): value
+        for (name, labels), value in scrape(worker.settings).items()
+        if name == "novacron_alerts_total"
+    }
+    assert exported == dict(sent)
