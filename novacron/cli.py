@@ -265,11 +265,26 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="Seconds to run, then summarise.")] = None,
     rate: Annotated[float, typer.Option(help="Samples per second.")] = 100.0,
     links: Annotated[int, typer.Option(help="Number of links.")] = 6,
+    drain: Annotated[
+        float, typer.Option(help="Seconds to wait at the end for what is in flight.")
+    ] = 60.0,
+    summary: Annotated[
+        Path | None, typer.Option(help="Also write the summary here as JSON.")
+    ] = None,
 ) -> None:
-    """Worker + synthetic telemetry on the local stack, with live predictions."""
+    """Worker + synthetic telemetry on the local stack, with live predictions, alerts,
+    classes and actions, and a summary that accounts for every message sent."""
     from .demo import run_demo
 
-    code = run_demo(_settings(ctx), duration_s=duration, rate=rate, links=links, console=out)
+    code = run_demo(
+        _settings(ctx),
+        duration_s=duration,
+        rate=rate,
+        links=links,
+        console=out,
+        drain_s=drain,
+        summary_path=summary,
+    )
     raise typer.Exit(code)
 
 
