@@ -44,12 +44,12 @@ class WorkerScrape:
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     error: str | None = None
 
-    def total(self, name: str, **match: str) -> float:
-        """The sum of ``name`` over the series whose labels include ``match``."""
+    def total(self, metric: str, /, **match: str) -> float:
+        """The sum of ``metric`` over the series whose labels include ``match``."""
         return sum(
             value
-            for (metric, labels), value in self.values.items()
-            if metric == name and all((k, v) in labels for k, v in match.items())
+            for (name, labels), value in self.values.items()
+            if name == metric and all((k, v) in labels for k, v in match.items())
         )
 
     def models(self) -> list[str]:
