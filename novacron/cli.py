@@ -15,6 +15,7 @@ from streams.errors import NovacronError
 
 from .forecast_cli import eval_forecast, train_forecast
 from .models_cli import models_app
+from .retrain_cli import retrain_command
 from .simulate_cli import simulate_app
 from .workload_cli import train_workload
 
@@ -38,6 +39,7 @@ app.add_typer(simulate_app, name="simulate")
 train_app.command("forecast")(train_forecast)
 eval_app.command("forecast")(eval_forecast)
 train_app.command("workload")(train_workload)
+app.command("retrain")(retrain_command)
 
 console = Console(stderr=True)
 out = Console()
