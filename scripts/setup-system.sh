@@ -46,3 +46,34 @@ if ! command -v openssl >/dev/null; then
     apt_install openssl
 fi
 say "$(openssl version | cut -d' ' -f1-2) ok"
+
+# Go: the consumer example in examples/go (and its integration test) needs at least the
+# `go` directive of its go.mod: the first such Go on PATH or in /usr/local/go/bin (where
+# go.dev's tarball goes; Debian's golang-go may be older).
+go_mod="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/go/go.mod"
+go_need=$(awk '$1 == "go" {print $2; exit}' "$go_mod")
+[ -n "$go_need" ] || die "no 'go' directive in $go_mod"
+go_found=()
+find_go() {
+    go_found=()
+    local candidate have
+    for candidate in "$(command -v go || true)" /usr/local/go/bin/go; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+        # GOTOOLCHAIN=local: this Go's own version, never one it would download.
+        have=$(GOTOOLCHAIN=local "$candidate" version | awk '{print $3; exit}')
+        have=${have#go}
+        go_found+=("go$have at $candidate")
+        if [ "$(printf '%s\n%s\n' "$go_need" "$have" | sort -V | head -n1)" = "$go_need" ]; then
+            go_bin=$candidate go_have=$have
+            return 0
+        fi
+    done
+    return 1
+}
+if ! find_go; then
+    if [ "${#go_found[@]}" -eq 0 ]; then
+        apt_install golang-go
+    fi
+    find_go || die "examples/go needs Go $go_need or newer (the go directive of examples/go/go.mod); found ${go_found[*]:-no go on PATH}. Install a newer Go (https://go.dev/dl/) into /usr/local/go"
+fi
+say "go $go_have ok ($go_bin)"
