@@ -40,7 +40,7 @@ from agents.topics import ensure_topics
 from streams.topics import INPUT_ROLES
 
 from .produce import ProduceReport, produce
-from .produce_messages import ProduceOptions
+from .produce_messages import ProduceOptions, run_prefix
 from .status import WorkerScrape, default_metrics_url, scrape
 from .tail import format_record, line_style
 
@@ -424,7 +424,7 @@ async def _run(
             duration_s=duration_s,
             mode="mixed",
             bad_fraction=0.01,
-            event_id_prefix="demo",
+            event_id_prefix=run_prefix("demo"),
             time_mode="live",
         )
         incident = asyncio.create_task(_incident_host(settings, stop))

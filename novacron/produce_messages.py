@@ -305,3 +305,18 @@ def iter_host_messages(
     )  # fmt: skip
     for message in iter_messages(options, clock=clock):
         yield message.key, message.value
+
+
+def run_prefix(prefix: str) -> str:
+    """An event id prefix of its own for one producer run: ``prefix`` and the run's start
+    (UTC, to the millisecond), so that ids never repeat across runs.
+
+    Examples:
+        >>> prefix = run_prefix("demo")
+        >>> prefix.startswith("demo-"), len(prefix)
+        (True, 23)
+    """
+    now = time.time()
+    return (
+        f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}{int(now * 1000) % 1000:03d}"
+    )
