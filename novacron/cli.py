@@ -174,7 +174,7 @@ def produce(
     from tqdm import tqdm
 
     from .produce import produce as run_produce
-    from .produce_messages import ProduceOptions
+    from .produce_messages import ProduceOptions, run_prefix
 
     options = ProduceOptions(
         rate=rate,
@@ -187,6 +187,9 @@ def produce(
         mode=mode,
         bad_fraction=bad_fraction,
         time_mode="simulated" if simulated_time else "live",
+        # event ids must not repeat across runs: a consumer dedupes on the prediction ids
+        # made from them (a second run's samples would look like redeliveries)
+        event_id_prefix=run_prefix("p"),
     )
     with tqdm(total=count, unit="sample", disable=not sys.stderr.isatty()) as bar:
 
