@@ -383,6 +383,14 @@ def _count(metrics: WorkerMetrics, topic: str, messages: int, outcome: BatchOutc
         elif kind == "scaling_actions":
             metrics.scaling_actions.labels(detail).inc(count)
     metrics.duplicates.labels(topic).inc(outcome.duplicates)
+    for mode, group, one in outcome.scored:
+        labels = (one.role, one.model.name, one.model.version, mode, group)
+        metrics.predictions_scored.labels(*labels).inc()
+        metrics.prediction_abs_error.labels(*labels).inc(one.abs_error)
+        if one.within_20:
+            metrics.predictions_within_20pct.labels(*labels).inc()
+        if one.in_interval:
+            metrics.predictions_in_interval.labels(*labels).inc()
     for dead in outcome.dead_letters:
         metrics.dead_letters.labels(topic, dead.error_kind).inc()
     for record in outcome.outputs:

@@ -109,6 +109,37 @@ class WorkerMetrics:
             registry=r,
         )
 
+        scored = ["role", "model", "version", "mode", "key_group"]
+        self.predictions_scored = Counter(
+            "novacron_predictions_scored",
+            "Predictions checked against the actual they were about (online accuracy), by"
+            " role (batch: the batch model's point, online: the online learner's, served:"
+            " what was published), model version, link mode and key group.",
+            scored,
+            registry=r,
+        )
+        self.prediction_abs_error = Counter(
+            "novacron_prediction_abs_error_mbps",
+            "Sum of |actual - predicted| (Mbps) of the scored predictions; divided by the"
+            " scored count over a range, the rolling MAE.",
+            scored,
+            registry=r,
+        )
+        self.predictions_within_20pct = Counter(
+            "novacron_predictions_within_20pct",
+            "Scored predictions within 20% of the actual; divided by the scored count, the"
+            " rolling ±20% accuracy.",
+            scored,
+            registry=r,
+        )
+        self.predictions_in_interval = Counter(
+            "novacron_predictions_in_interval",
+            "Published predictions whose interval held the actual (interval coverage, with"
+            " the served scored count).",
+            scored,
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

@@ -135,6 +135,26 @@ class Settings(BaseSettings):
         "poorly.",
     )
 
+    online: bool = Field(
+        True,
+        description="Run each link's online path beside the batch model: a River learner, "
+        "drift detectors on the batch model's residuals and on the input, online accuracy, "
+        "champion/challenger while the batch model is degraded, retrain requests "
+        "(online.link).",
+    )
+    online_summary_every: int = Field(
+        600, ge=0, description="Samples between two accuracy_summary records of a link (0: none)."
+    )
+    online_retrain_every: int = Field(
+        3600, ge=1, description="At most one retrain request per link per this many samples."
+    )
+    online_adapt_samples: int = Field(
+        600,
+        ge=1,
+        description="Samples a link stays in adapting mode after a confirmed drift (the "
+        "online learner may serve while the batch model is worse).",
+    )
+
     anomaly: bool = Field(
         True, description="Score host and link telemetry for anomalies and publish alerts."
     )

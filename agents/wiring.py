@@ -20,6 +20,7 @@ from models.serving import (
     with_shipped_models,
 )
 from online.gain import OnlineGain
+from online.link import LinkOnline, LinkOnlineSettings
 from streams.errors import ConfigError
 from streams.pipeline import TelemetryPipeline, build_pipeline
 from streams.processors import ProcessorParts
@@ -62,8 +63,26 @@ def scaling_controller(settings: Settings) -> CapacityController:
         raise ConfigError(msg) from exc
 
 
-def processor_parts(settings: Settings, models: ModelHolder) -> ProcessorParts:
-    """What the processors are built from, as ``settings`` configure them."""
+def online_links(settings: Settings, *, replay: bool = False) -> LinkOnline | None:
+    """The per-link online path ``settings`` configure (``None`` when off); ``replay``
+    writes ``retrain_skipped`` records where the worker requests a retrain."""
+    if not settings.online:
+        return None
+    return LinkOnline(
+        LinkOnlineSettings(
+            summary_every=settings.online_summary_every,
+            retrain_every=settings.online_retrain_every,
+            adapt_samples=settings.online_adapt_samples,
+            request_retrain=not replay,
+        )
+    )
+
+
+def processor_parts(
+    settings: Settings, models: ModelHolder, *, replay: bool = False
+) -> ProcessorParts:
+    """What the processors are built from, as ``settings`` configure them (``replay``:
+    for ``novacron replay``, which requests no retrain)."""
 
     def workload_version() -> ModelRef | None:
         found = models.workload() if settings.workload else None
@@ -82,6 +101,7 @@ def processor_parts(settings: Settings, models: ModelHolder) -> ProcessorParts:
         forecaster=models.forecaster,
         scaling=scaling_controller(settings) if settings.scaling else None,
         scaling_metric=settings.scaling_metric,
+        online_links=online_links(settings, replay=replay),
     )
 
 
@@ -92,10 +112,11 @@ def pipeline_for(
     clock: Callable[[], float],
     *,
     with_scores: bool = False,
+    replay: bool = False,
 ) -> TelemetryPipeline:
     """The pipeline the worker runs (and replay, with an in-memory store and scores)."""
     return build_pipeline(
-        processor_parts(settings, models),
+        processor_parts(settings, models, replay=replay),
         store,
         clock,
         settings.topics,

@@ -29,7 +29,12 @@ class ReplayRun:
 def replay_pipeline(settings: Settings, models: ModelHolder) -> TelemetryPipeline:
     """The worker's pipeline, with an in-memory window store and score lines."""
     return pipeline_for(
-        settings, models, InMemoryWindowStore(settings.window_size), time.time, with_scores=True
+        settings,
+        models,
+        InMemoryWindowStore(settings.window_size),
+        time.time,
+        with_scores=True,
+        replay=True,
     )
 
 

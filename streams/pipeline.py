@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .codec import EncodedRecord, decode_host, decode_link, encode_output
+from .predictor import Scored
 from .processors import PROCESSORS, Processor, ProcessorFactory, ProcessorParts, ProcessorResult
 from .records import DeadLetter, OutputRecord, Score, SourceRef, WindowEntry
 from .store import WindowStore
@@ -52,6 +53,8 @@ class BatchOutcome:
             once the outputs were delivered.
         newest: per key, the window's newest event id when the batch loaded it.
         states: per key, the processors' state fields to persist with the entries.
+        scored: ``(mode, key group, scored)`` for each earlier prediction checked against
+            an actual of the batch (the worker's online accuracy metrics).
     """
 
     outputs: list[EncodedRecord] = field(default_factory=list)
@@ -63,6 +66,7 @@ class BatchOutcome:
     appends: dict[str, list[WindowEntry]] = field(default_factory=dict)
     newest: dict[str, str | None] = field(default_factory=dict)
     states: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    scored: list[tuple[str, str, Scored]] = field(default_factory=list)
 
 
 class TelemetryPipeline:
@@ -138,6 +142,7 @@ class TelemetryPipeline:
                     outcome.states.setdefault(key, {}).update(fields)
                 for name, count in result.counts.items():
                     outcome.counts[name] = outcome.counts.get(name, 0) + count
+                outcome.scored.extend(result.scored)
             outcome.appends = view.appends
             outcome.newest = view.newest
             outcome.duplicates = view.duplicates
@@ -223,6 +228,7 @@ def _run(
             merged.notes.setdefault(key, {}).update(note)
         for name, count in result.counts.items():
             merged.counts[name] = merged.counts.get(name, 0) + count
+        merged.scored.extend(result.scored)
     return merged
 
 

@@ -274,6 +274,9 @@ class BandwidthPrediction:
     features_seen: tuple[str, ...] = field(default_factory=tuple)
     online_gain: float | None = None
     """The per-link gain on the model's correction (``None``: published as the model made it)."""
+    serving: dict[str, Any] | None = None
+    """Champion/challenger: which model was champion, both models' points and their recent
+    accuracy (``None``: no online path)."""
 
     @property
     def key(self) -> str:
@@ -286,29 +289,33 @@ class BandwidthPrediction:
 
     def to_record(self, produced_at: float) -> dict[str, Any]:
         """The ``predictions.bandwidth.v1`` record."""
-        return {
-            "schema_version": 1,
-            "prediction_id": self.prediction_id,
-            "link_id": self.link_id,
-            "mode": self.mode,
-            "ts": self.ts,
-            "target_ts": self.target_ts,
-            "horizon_steps": self.horizon_steps,
-            "predicted_bandwidth_mbps": self.predicted_bandwidth_mbps,
-            "lower_mbps": self.lower_mbps,
-            "upper_mbps": self.upper_mbps,
-            "interval_level": self.interval_level,
-            "confidence": self.confidence,
-            "model": {"name": self.model.name, "version": self.model.version},
-            "source_event_ids": [self.event_id],
-            "input_window": {
-                "from_ts": self.window_from_ts,
-                "to_ts": self.ts,
-                "samples": self.window_samples,
-            },
-            "features_seen": list(self.features_seen),
-            "produced_at": produced_at,
-        } | ({} if self.online_gain is None else {"online_gain": self.online_gain})
+        return (
+            {
+                "schema_version": 1,
+                "prediction_id": self.prediction_id,
+                "link_id": self.link_id,
+                "mode": self.mode,
+                "ts": self.ts,
+                "target_ts": self.target_ts,
+                "horizon_steps": self.horizon_steps,
+                "predicted_bandwidth_mbps": self.predicted_bandwidth_mbps,
+                "lower_mbps": self.lower_mbps,
+                "upper_mbps": self.upper_mbps,
+                "interval_level": self.interval_level,
+                "confidence": self.confidence,
+                "model": {"name": self.model.name, "version": self.model.version},
+                "source_event_ids": [self.event_id],
+                "input_window": {
+                    "from_ts": self.window_from_ts,
+                    "to_ts": self.ts,
+                    "samples": self.window_samples,
+                },
+                "features_seen": list(self.features_seen),
+                "produced_at": produced_at,
+            }
+            | ({} if self.online_gain is None else {"online_gain": self.online_gain})
+            | ({} if self.serving is None else {"serving": self.serving})
+        )
 
 
 @dataclass(slots=True)

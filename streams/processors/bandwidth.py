@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from ..predictor import BandwidthPredictor, OnlineAdjuster, bandwidth_target
-from ..records import MEASURES, BandwidthPrediction, LinkSample, ModelRef, Score, WindowEntry
+from ..predictor import BandwidthPredictor, OnlineAdjuster, OnlineLinkPath, bandwidth_target
+from ..records import (
+    MEASURES,
+    BandwidthPrediction,
+    LinkSample,
+    ModelRef,
+    OutputRecord,
+    Score,
+    WindowEntry,
+)
 from ..windows import BatchWindows, median_steps
-from .base import PredictorLookup, ProcessorParts, ProcessorResult
+from .base import HeldStates, PredictorLookup, ProcessorParts, ProcessorResult
+
+ONLINE_FIELD = "online.link"
+ONLINE_UPTO = "online.upto"
 
 
 @dataclass(slots=True)
@@ -19,6 +32,17 @@ class _Due:
     sample: LinkSample
     window: list[WindowEntry]
     score: Score | None
+
+
+@dataclass(slots=True)
+class _Online:
+    """A link's online state in memory, at event ``upto``."""
+
+    upto: str | None
+    state: Any
+    dirty: bool = False
+    saved: dict[str, bytes] = field(default_factory=dict)
+    """The fields last persisted (a batch redone sample by sample restarts from them)."""
 
 
 class BandwidthProcessor:
@@ -32,6 +56,12 @@ class BandwidthProcessor:
             to take (see :mod:`online.gain`); ``None`` publishes the model's output as is.
             With it, each new window entry keeps the model's unadapted prediction for
             it to learn from (:attr:`ProcessorResult.predicted`).
+        online_links: per-link online learner, drift detectors and champion/challenger
+            (see :mod:`online.link`); its state per link is kept with the link's window
+            (``online.link``, at the event ``online.upto``), restored by whichever
+            worker owns the link, and advanced once per new sample in event order, so a
+            redone batch does exactly what it did the first time.
+        cache_keys: links whose online state is held in memory between batches.
 
     Examples:
         >>> from models.baseline import HarmonicMeanPredictor
@@ -47,24 +77,39 @@ class BandwidthProcessor:
     """
 
     name = "bandwidth"
-    state_fields: tuple[str, ...] = ()
 
     def __init__(
         self,
         predictor_for: PredictorLookup,
         window_size: int = 60,
         online: OnlineAdjuster | None = None,
+        online_links: OnlineLinkPath | None = None,
+        cache_keys: int = 8192,
     ) -> None:
         self.predictor_for = predictor_for
         self.window_size = window_size
         self.online = online
+        self.online_links = online_links
+        self.state_fields: tuple[str, ...] = (
+            () if online_links is None else (ONLINE_FIELD, ONLINE_UPTO)
+        )
+        self._held: HeldStates[_Online] = HeldStates(
+            cache_keys, lambda s: s.upto, lambda s: s.dirty
+        )
 
     @classmethod
     def from_parts(cls, parts: ProcessorParts) -> BandwidthProcessor:
-        return cls(parts.predictors, parts.window_size, parts.bandwidth_adapter)
+        return cls(
+            parts.predictors,
+            parts.window_size,
+            parts.bandwidth_adapter,
+            online_links=parts.online_links,
+        )
 
     def missing_state(self, newest: Mapping[str, str | None]) -> list[str]:
-        return []
+        if self.online_links is None:
+            return []
+        return self._held.missing(newest)
 
     def history_depth(self, samples: Sequence[LinkSample]) -> int:
         """Window entries a batch needs: the longest history of its modes' models.
@@ -73,6 +118,8 @@ class BandwidthProcessor:
         is among them (a redelivery replays the last uncommitted batch, well within).
         """
         steps = [self.predictor_for(mode).window_steps for mode in {s.mode for s in samples}]
+        if self.online_links is not None:
+            steps.append(self.online_links.lookback)
         return min(max(steps, default=1), self.window_size)
 
     def process(
@@ -112,9 +159,124 @@ class BandwidthProcessor:
             # Modes were predicted in separate model calls; restore the input order.
             order = {s.event_id: i for i, s in enumerate(samples)}
             predictions.sort(key=lambda p: order[p.event_id])
-        result.records.extend(predictions)
+        if self.online_links is None:
+            result.records.extend(predictions)
+        else:
+            result.records.extend(
+                self._online(self.online_links, samples, windows, scores, predictions, result)
+            )
         result.counts["predictions"] = len(predictions)
         return result
+
+    def _online(
+        self,
+        path: OnlineLinkPath,
+        samples: Sequence[LinkSample],
+        windows: BatchWindows,
+        scores: Sequence[Score] | None,
+        predictions: list[BandwidthPrediction],
+        result: ProcessorResult,
+    ) -> list[OutputRecord]:
+        """Step each link's online state through its new samples, in event order, and
+        publish the champion's prediction for each; returns the records in input order
+        (each sample's prediction, then the model events it caused)."""
+        by_event = {p.event_id: p for p in predictions}
+        runs: dict[str, list[int]] = {}
+        for i, sample in enumerate(samples):
+            if windows.fresh[i]:
+                runs.setdefault(sample.link_id, []).append(i)
+        served: dict[str, BandwidthPrediction] = {}
+        events: list[tuple[int, int, OutputRecord]] = []
+        states: dict[str, _Online] = {}
+        online_served = 0
+        for key, indexes in runs.items():
+            held = states[key] = self._state_for(path, key, windows, indexes[0])
+            held.dirty = True
+            self._held.hold(key, held)
+            group = path.key_group(key)
+            for i in indexes:
+                sample = samples[i]
+                made = by_event.get(sample.event_id)
+                entries = windows.upto(key, i, path.lookback)
+                values = np.array([e.values for e in entries], dtype=np.float64)
+                recent = bandwidth_target(values[None, :, :])[0] if len(entries) else values
+                step = path.step(
+                    held.state,
+                    link_id=key,
+                    mode=sample.mode,
+                    event_id=sample.event_id,
+                    ts=sample.ts,
+                    recent=recent,
+                    batch_point=None if made is None else made.predicted_bandwidth_mbps,
+                    batch_lower=None if made is None else made.lower_mbps,
+                    batch_upper=None if made is None else made.upper_mbps,
+                    batch_model=None if made is None else made.model,
+                )
+                held.upto = sample.event_id
+                events.extend((i, k, event) for k, event in enumerate(step.events))
+                result.scored.extend((sample.mode, group, one) for one in step.scored)
+                if scores is not None:
+                    scores[i].fields.update(
+                        online_predicted_mbps=step.online_point, champion=step.champion
+                    )
+                if made is None:
+                    continue
+                if step.point is not None and step.lower is not None and step.upper is not None:
+                    online_served += 1
+                    made = dataclasses.replace(
+                        made,
+                        predicted_bandwidth_mbps=step.point,
+                        lower_mbps=min(step.lower, step.point),
+                        upper_mbps=max(step.upper, step.point),
+                        model=step.served,
+                        serving=step.serving,
+                    )
+                    if scores is not None:
+                        scores[i].fields.update(
+                            predicted_bandwidth_mbps=made.predicted_bandwidth_mbps,
+                            lower_mbps=made.lower_mbps,
+                            upper_mbps=made.upper_mbps,
+                            model_version=f"{made.model.name}:{made.model.version}",
+                        )
+                else:
+                    made = dataclasses.replace(made, serving=step.serving)
+                served[sample.event_id] = made
+        # only once every link is done: a batch that raised is redone from the last saves
+        for key, done in states.items():
+            done.dirty = False
+            done.saved = {
+                ONLINE_FIELD: path.dump(done.state),
+                ONLINE_UPTO: (done.upto or "").encode(),
+            }
+            result.states[key] = done.saved
+        result.counts["online_steps"] = sum(len(v) for v in runs.values())
+        result.counts["served_online"] = online_served
+        order = {sample.event_id: i for i, sample in enumerate(samples)}
+        placed: list[tuple[int, int, OutputRecord]] = [
+            (order[p.event_id], -1, served.get(p.event_id, p)) for p in predictions
+        ]
+        placed.extend(events)
+        placed.sort(key=lambda item: (item[0], item[1]))
+        return [record for _, _, record in placed]
+
+    def _state_for(
+        self, path: OnlineLinkPath, key: str, windows: BatchWindows, index: int
+    ) -> _Online:
+        entries = windows.entries[key]
+        pos = windows.positions[index]
+        previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
+        current = self._held.current(key, previous)
+        if current is not None:
+            return current
+        held = self._held.get(key)
+        for stored in (windows.states.get(key), None if held is None else held.saved):
+            if (
+                stored
+                and ONLINE_FIELD in stored
+                and stored.get(ONLINE_UPTO, b"").decode() == (previous or "")
+            ):
+                return _Online(previous, path.load(stored[ONLINE_FIELD]), saved=dict(stored))
+        return _Online(None, path.new())
 
     def _predict(
         self,

@@ -10,7 +10,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from ..alerts import AlertPolicy
 from ..capacity import Forecaster, ScalingController, WorkloadClassifier
 from ..detector import AnomalyModel
-from ..predictor import BandwidthPredictor, OnlineAdjuster
+from ..predictor import BandwidthPredictor, OnlineAdjuster, OnlineLinkPath, Scored
 from ..records import ModelRef, OutputRecord, Score
 from ..windows import BatchWindows
 
@@ -32,6 +32,8 @@ class ProcessorResult:
         states: per key, state fields to persist with the batch's window entries.
         notes: per key, what this processor tells the processors after it in the same
             batch (e.g. the host's workload class; see :attr:`BatchWindows.notes`).
+        scored: earlier predictions checked against the batch's actuals (online
+            accuracy), with the mode and key group of their link.
     """
 
     records: list[OutputRecord] = field(default_factory=list)
@@ -39,6 +41,7 @@ class ProcessorResult:
     counts: dict[str, int] = field(default_factory=dict)
     states: dict[str, dict[str, bytes]] = field(default_factory=dict)
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scored: list[tuple[str, str, Scored]] = field(default_factory=list)
 
 
 class Processor(Protocol):
@@ -93,6 +96,8 @@ class ProcessorParts:
         forecaster: the active demand forecaster, looked up once per batch.
         scaling: the scaling controller (``None``: no scaling actions).
         scaling_metric: the host metric scaling demand is measured in.
+        online_links: per-link online learning, drift detection and champion/challenger
+            for the bandwidth processor (``None``: the batch model alone).
     """
 
     predictors: PredictorLookup
@@ -107,6 +112,7 @@ class ProcessorParts:
     forecaster: Callable[[], Forecaster | None] | None = None
     scaling: ScalingController | None = None
     scaling_metric: str = "cpu_pct"
+    online_links: OnlineLinkPath | None = None
 
 
 S = TypeVar("S")

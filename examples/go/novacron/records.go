@@ -45,7 +45,26 @@ type Prediction struct {
 	InputWindow            InputWindow `json:"input_window"`
 	FeaturesSeen           []string    `json:"features_seen,omitempty"`
 	OnlineGain             *float64    `json:"online_gain,omitempty"`
+	Serving                *Serving    `json:"serving,omitempty"`
 	ProducedAt             float64     `json:"produced_at"`
+}
+
+// Serving is champion/challenger on the link: the published prediction (and Model) is
+// the champion's, the batch model's or the link's online learner's.
+type Serving struct {
+	Champion string       `json:"champion"`
+	Degraded *bool        `json:"degraded,omitempty"`
+	Batch    ServingModel `json:"batch"`
+	Online   ServingModel `json:"online"`
+}
+
+// ServingModel is one side of Serving: the model, its point and its recent accuracy.
+type ServingModel struct {
+	Name              string   `json:"name"`
+	Version           string   `json:"version"`
+	PredictedMbps     *float64 `json:"predicted_mbps,omitempty"`
+	RecentAbsPctError *float64 `json:"recent_abs_pct_error,omitempty"`
+	RecentWithin20Pct *float64 `json:"recent_within_20pct,omitempty"`
 }
 
 // DedupeID is prediction_id: a redelivered event gives the same id.
