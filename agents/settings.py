@@ -140,7 +140,9 @@ class Settings(BaseSettings):
         description="Run each link's online path beside the batch model: a River learner, "
         "drift detectors on the batch model's residuals and on the input, online accuracy, "
         "champion/challenger while the batch model is degraded, retrain requests "
-        "(online.link).",
+        "(online.link); and each host's: a River learner of demand, drift on the "
+        "forecaster's residuals, online accuracy, the learner's level correction of the "
+        "forecast acted on while the forecaster is degraded (online.demand).",
     )
     online_summary_every: int = Field(
         600, ge=0, description="Samples between two accuracy_summary records of a link (0: none)."

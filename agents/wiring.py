@@ -19,6 +19,7 @@ from models.serving import (
     baseline_models,
     with_shipped_models,
 )
+from online.demand import DemandOnline, DemandOnlineSettings
 from online.gain import OnlineGain
 from online.link import LinkOnline, LinkOnlineSettings
 from streams.errors import ConfigError
@@ -78,6 +79,20 @@ def online_links(settings: Settings, *, replay: bool = False) -> LinkOnline | No
     )
 
 
+def online_demand(settings: Settings) -> DemandOnline | None:
+    """The per-host online demand path ``settings`` configure (``None`` when off). It
+    requests no retrain (``novacron retrain`` retrains bandwidth models only), so replay
+    runs it as the worker does."""
+    if not settings.online:
+        return None
+    return DemandOnline(
+        DemandOnlineSettings(
+            summary_every=settings.online_summary_every,
+            adapt_samples=settings.online_adapt_samples,
+        )
+    )
+
+
 def processor_parts(
     settings: Settings, models: ModelHolder, *, replay: bool = False
 ) -> ProcessorParts:
@@ -102,6 +117,7 @@ def processor_parts(
         scaling=scaling_controller(settings) if settings.scaling else None,
         scaling_metric=settings.scaling_metric,
         online_links=online_links(settings, replay=replay),
+        online_demand=online_demand(settings),
     )
 
 

@@ -9,15 +9,23 @@ Three models stand behind host capacity, each a plain-Python implementation in
 - a :class:`ScalingController` turns demand, forecast and the capacity asked for so far
   into scaling decisions, under safety rules, one key at a time (its state per key is
   bytes the processor persists with the key's window).
+
+Beside the forecaster, an :class:`OnlineDemandPath` (``online.demand.DemandOnline``)
+may learn each host's demand online, watch the forecaster's residuals for drift and
+correct the level of the forecast the controller acts on while the forecaster is
+degraded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from .predictor import Scored
+from .records import ModelEvent, ModelRef
 
 HOST_METRICS = (
     "cpu_pct",
@@ -248,3 +256,71 @@ def host_matrix(samples: Sequence[Mapping[str, float]]) -> np.ndarray:
             if value is not None:
                 out[i, j] = value
     return out
+
+
+@dataclass(slots=True)
+class DemandStep:
+    """What a host's online demand path made of one sample.
+
+    Attributes:
+        forecast: the forecast the controller acts on (the forecaster's own while it is
+            champion; ``None`` where the forecaster made none).
+        source: ``forecaster`` or ``online``: whose level ``forecast`` has.
+        champion: ``forecaster`` or ``online``.
+        online_point: the online learner's own one-step forecast (``None`` while it
+            cannot make one).
+        events: ``model.events.v1`` records (drift, accuracy summaries, champion
+            changes), in the order they happened.
+        scored: the host's earlier one-step forecasts checked against this sample's
+            actual demand.
+    """
+
+    forecast: DemandForecast | None
+    source: str
+    champion: str
+    online_point: float | None = None
+    events: list[ModelEvent] = field(default_factory=list)
+    scored: list[Scored] = field(default_factory=list)
+
+
+class OnlineDemandPath(Protocol):
+    """Per-host online learning, drift detection and champion/challenger for demand.
+
+    ``online.demand.DemandOnline`` implements it. The scaling processor keeps one state
+    per host (opaque to it) with the controller's, loads it from its stored bytes
+    (:meth:`load`), calls :meth:`step` once per new sample in event order, before the
+    controller's step, and stores :meth:`dump` with the host's window once the batch is
+    delivered.
+    """
+
+    name: str
+    version: str
+    lookback: int
+    """Recent demands up to a sample that :meth:`step` reads from ``recent``."""
+
+    def key_group(self, host_id: str) -> str:
+        """The host's key group: the label its accuracy is reported under."""
+        ...
+
+    def new(self) -> Any: ...
+
+    def load(self, blob: bytes) -> Any: ...
+
+    def dump(self, state: Any) -> bytes: ...
+
+    def step(
+        self,
+        state: Any,
+        *,
+        host_id: str,
+        event_id: str,
+        ts: float,
+        recent: np.ndarray,
+        forecast: DemandForecast | None,
+        forecaster: ModelRef | None,
+    ) -> DemandStep:
+        """Advance ``state`` (in place) by one sample: ``recent`` is the host's demand
+        up to and including it (oldest first; the last is the actual), ``forecast`` the
+        forecaster's forecast made at this sample (``None``: none, e.g. too little
+        history) and ``forecaster`` the model that made it."""
+        ...

@@ -586,6 +586,10 @@ class ScalingAction:
     workload_type: str | None
     window_from_ts: float
     window_samples: int
+    forecast_source: str | None = None
+    """Whose level the forecast acted on has: ``forecaster`` or ``online`` (the online
+    demand learner's level correction while it was champion); ``None`` without the
+    online demand path."""
 
     @property
     def key(self) -> str:
@@ -619,6 +623,8 @@ class ScalingAction:
                 "forecast_horizons_s": list(f.horizons_s),
                 "interval_level": f.interval_level,
             }
+            if self.forecast_source is not None:
+                reason["forecast_source"] = self.forecast_source
         return {
             "schema_version": 1,
             "action_id": self.action_id,

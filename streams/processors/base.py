@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..alerts import AlertPolicy
-from ..capacity import Forecaster, ScalingController, WorkloadClassifier
+from ..capacity import Forecaster, OnlineDemandPath, ScalingController, WorkloadClassifier
 from ..detector import AnomalyModel
 from ..predictor import BandwidthPredictor, OnlineAdjuster, OnlineLinkPath, Scored
 from ..records import ModelRef, OutputRecord, Score
@@ -98,6 +98,9 @@ class ProcessorParts:
         scaling_metric: the host metric scaling demand is measured in.
         online_links: per-link online learning, drift detection and champion/challenger
             for the bandwidth processor (``None``: the batch model alone).
+        online_demand: per-host online learning of demand, drift detection on the
+            forecaster and champion/challenger for the scaling processor (``None``: the
+            forecaster alone).
     """
 
     predictors: PredictorLookup
@@ -113,6 +116,7 @@ class ProcessorParts:
     scaling: ScalingController | None = None
     scaling_metric: str = "cpu_pct"
     online_links: OnlineLinkPath | None = None
+    online_demand: OnlineDemandPath | None = None
 
 
 S = TypeVar("S")

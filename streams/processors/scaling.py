@@ -15,6 +15,13 @@ batches and are persisted with the host's window once the batch is delivered
 ``scaling.upto``); a host whose state in memory is not at the window's newest entry is
 restored from the store, so a redone batch decides exactly what it decided the first
 time (the action ids are deterministic too).
+
+With an online demand path (:class:`~streams.capacity.OnlineDemandPath`), each new
+sample first steps the host's online state (``scaling.online``, stored with the
+controller's, so at the same ``scaling.upto``) with its actual demand and the forecast
+made for it; the controller then acts on the forecast the online path returns (the
+forecaster's own unless the forecaster is degraded and the online learner is champion).
+Its model events follow the sample's action in the records.
 """
 
 from __future__ import annotations
@@ -25,8 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from ..capacity import DemandForecast, Forecaster, ScalingController, ScalingDecision
-from ..records import ForecastView, HostSample, ModelRef, ScalingAction, Score
+from ..capacity import (
+    DemandForecast,
+    Forecaster,
+    OnlineDemandPath,
+    ScalingController,
+    ScalingDecision,
+)
+from ..records import ForecastView, HostSample, ModelRef, OutputRecord, ScalingAction, Score
 from ..windows import BatchWindows
 from .base import HeldStates, ProcessorParts, ProcessorResult
 from .workload import workload_type_at
@@ -34,6 +47,7 @@ from .workload import workload_type_at
 STATE_FIELD = "scaling.state"
 DEMAND_FIELD = "scaling.demand"
 UPTO_FIELD = "scaling.upto"
+ONLINE_FIELD = "scaling.online"
 DEMAND_KEPT = 64
 """Recent (event time, demand) pairs kept per host: at least any forecaster's lookback."""
 INSTANCES = "instances"
@@ -52,6 +66,8 @@ class _Target:
     dirty: bool = False
     saved: dict[str, bytes] = field(default_factory=dict)
     """The fields last persisted (a batch redone sample by sample restarts from them)."""
+    online: Any = None
+    """The host's online demand state (with an online demand path), at ``upto``."""
 
 
 class ScalingProcessor:
@@ -62,10 +78,13 @@ class ScalingProcessor:
         forecaster: the active forecaster, looked up once per batch (hot swap).
         metric: the host metric demand is measured in.
         cache_keys: hosts whose state is held in memory.
+        workload_version: the active classifier's name and version, for the actions'
+            list of models.
+        online_demand: per-host online learner, forecaster drift and champion/
+            challenger (see :mod:`online.demand`); ``None``: the forecaster alone.
     """
 
     name = "scaling"
-    state_fields: tuple[str, ...] = (STATE_FIELD, DEMAND_FIELD, UPTO_FIELD)
 
     def __init__(
         self,
@@ -74,8 +93,13 @@ class ScalingProcessor:
         metric: str = "cpu_pct",
         cache_keys: int = 4096,
         workload_version: Callable[[], ModelRef | None] | None = None,
+        online_demand: OnlineDemandPath | None = None,
     ) -> None:
         self.controller = controller
+        self.online_demand = online_demand
+        self.state_fields: tuple[str, ...] = (STATE_FIELD, DEMAND_FIELD, UPTO_FIELD) + (
+            () if online_demand is None else (ONLINE_FIELD,)
+        )
         self.forecaster = forecaster
         self.metric = metric
         self.cache_keys = cache_keys
@@ -94,6 +118,7 @@ class ScalingProcessor:
             parts.forecaster or (lambda: None),
             metric=parts.scaling_metric,
             workload_version=parts.workload_version,
+            online_demand=parts.online_demand,
         )
 
     def history_depth(self, samples: Sequence[Any]) -> int:
@@ -136,19 +161,47 @@ class ScalingProcessor:
                 series[i] = rows[: len(target.demand) + n + 1][-DEMAND_KEPT:]
             target.demand = rows[-DEMAND_KEPT:]
         forecasts = self._forecasts(forecaster, samples, windows, runs, series)
+        forecaster_ref = (
+            None if forecaster is None else ModelRef(forecaster.name, forecaster.version)
+        )
         models = [ModelRef(self.controller.name, self.controller.version)]
-        if forecaster is not None:
-            models.append(ModelRef(forecaster.name, forecaster.version))
+        if forecaster_ref is not None:
+            models.append(forecaster_ref)
         workload = self.workload_version() if self.workload_version is not None else None
         if workload is not None:
             models.append(workload)
-        placed: list[tuple[int, ScalingAction]] = []
+        path = self.online_demand
+        # (input index, -1 for the sample's action or the event's rank, record)
+        placed: list[tuple[int, int, OutputRecord]] = []
+        actions = 0
+        if path is not None:
+            result.counts["online_demand_steps"] = result.counts["online_demand_served"] = 0
         for key, indexes in runs.items():
             target = targets[key]
+            group = "" if path is None else path.key_group(key)
             for i in indexes:
                 sample = samples[i]
                 demand = float(series[i][-1, 1])
                 forecast = forecasts.get(i)
+                source = None
+                events: list[OutputRecord] = []
+                if path is not None:
+                    step = path.step(
+                        target.online,
+                        host_id=key,
+                        event_id=sample.event_id,
+                        ts=sample.ts,
+                        recent=series[i][-path.lookback :, 1],
+                        forecast=forecast,
+                        forecaster=forecaster_ref if forecast is not None else None,
+                    )
+                    result.counts["online_demand_steps"] += 1
+                    result.scored.extend(("host", group, one) for one in step.scored)
+                    events.extend(step.events)
+                    if step.forecast is not None:
+                        forecast, source = step.forecast, step.source
+                        if source == "online":
+                            result.counts["online_demand_served"] += 1
                 target.state, decision = self.controller.step(
                     target.state, sample.ts, demand, forecast, _step_s(series[i][-3:, 0])
                 )
@@ -158,7 +211,13 @@ class ScalingProcessor:
                     scores[i].fields["scaling_demand"] = demand
                 if decision is not None:
                     kind = workload_type_at(windows, key, sample.event_id)
-                    placed.append((i, self._action(key, sample, decision, models, kind, series[i])))
+                    used = models
+                    if source == "online" and path is not None:
+                        used = [*models, ModelRef(path.name, path.version)]
+                    action = self._action(key, sample, decision, used, kind, series[i], source)
+                    placed.append((i, -1, action))
+                    actions += 1
+                placed.extend((i, k, event) for k, event in enumerate(events))
         # only once every host is done: a batch that raised is redone from the last saves
         for key, target in targets.items():
             target.dirty = False
@@ -167,13 +226,16 @@ class ScalingProcessor:
                 DEMAND_FIELD: target.demand.astype("<f8").tobytes(),
                 UPTO_FIELD: (target.upto or "").encode(),
             }
+            if path is not None:
+                target.saved[ONLINE_FIELD] = path.dump(target.online)
             result.states[key] = target.saved
-        placed.sort(key=lambda pair: pair[0])
-        result.records.extend(action for _, action in placed)
-        result.counts["scaling_actions"] = len(placed)
-        for _, action in placed:
-            name = f"scaling_actions:{action.action}"
-            result.counts[name] = result.counts.get(name, 0) + 1
+        placed.sort(key=lambda item: (item[0], item[1]))
+        result.records.extend(record for _, _, record in placed)
+        result.counts["scaling_actions"] = actions
+        for _, _, record in placed:
+            if isinstance(record, ScalingAction):
+                name = f"scaling_actions:{record.action}"
+                result.counts[name] = result.counts.get(name, 0) + 1
         return result
 
     def _forecasts(
@@ -210,6 +272,7 @@ class ScalingProcessor:
         models: Sequence[ModelRef],
         kind: str | None,
         series: np.ndarray,
+        forecast_source: str | None = None,
     ) -> ScalingAction:
         f = decision.forecast
         # the demands the decision saw: the forecast's lookback, or the sample alone
@@ -253,6 +316,7 @@ class ScalingProcessor:
             workload_type=kind,
             window_from_ts=float(seen[0, 0]),
             window_samples=len(seen),
+            forecast_source=None if f is None else forecast_source,
         )
 
     def _state_for(
@@ -273,8 +337,17 @@ class ScalingProcessor:
                 and stored.get(UPTO_FIELD, b"").decode() == (previous or "")
             ):
                 demand = np.frombuffer(stored[DEMAND_FIELD], dtype="<f8").reshape(-1, 2).copy()
-                return _Target(previous, stored[STATE_FIELD], demand, saved=dict(stored))
-        return _Target(None, self.controller.new_state(first_demand), np.empty((0, 2)))
+                target = _Target(previous, stored[STATE_FIELD], demand, saved=dict(stored))
+                if self.online_demand is not None:
+                    # a host stored before the online path was on starts it afresh
+                    blob = stored.get(ONLINE_FIELD)
+                    path = self.online_demand
+                    target.online = path.new() if blob is None else path.load(blob)
+                return target
+        target = _Target(None, self.controller.new_state(first_demand), np.empty((0, 2)))
+        if self.online_demand is not None:
+            target.online = self.online_demand.new()
+        return target
 
 
 def _demand(sample: HostSample, metric: str) -> float:

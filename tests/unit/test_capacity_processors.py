@@ -1,7 +1,9 @@
 """The workload and scaling processors through the pipeline (in-memory store), with small
 stand-in models implementing the core's protocols: the outputs do not depend on how the
 stream was batched or on a worker restart between batches, classes are published on
-change and periodically, and the forecaster hears the host's workload class."""
+change and periodically, and the forecaster hears the host's workload class. The online
+demand path (online.demand) is on, as in the worker: its events too must not depend on
+batching or restarts."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 
 import schemas
 from models.baseline import HarmonicMeanPredictor
+from online.demand import DemandOnline, DemandOnlineSettings
 from streams.capacity import (
     DemandForecast,
     ScalingDecision,
@@ -121,6 +124,7 @@ def pipeline(
         workload_bucket_s=bucket_s,
         forecaster=lambda: models,
         scaling=models,
+        online_demand=DemandOnline(DemandOnlineSettings(summary_every=100)),
     )
     pipe = build_pipeline(parts, store, clock=lambda: 1.8e9)
     for proc in pipe.processors["host"]:
@@ -153,13 +157,15 @@ def run(
 
 
 def by_topic(values: Sequence[bytes]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {"workload": [], "scaling": []}
+    out: dict[str, list[dict]] = {"workload": [], "scaling": [], "events": []}
     for raw in values:
         record = orjson.loads(raw)
         if "workload_type" in record:
             out["workload"].append(record)
         elif "action_id" in record:
             out["scaling"].append(record)
+        elif record.get("event") == "accuracy_summary" or "drift" in record.get("event", ""):
+            out["events"].append(record)
     return out
 
 
@@ -182,6 +188,11 @@ def test_classes_and_actions_validate_and_follow_the_cycle(whole: list[bytes]) -
     first = next(r for r in records["scaling"] if r["reason"].get("forecast"))
     assert first["reason"]["forecast_horizons_s"] == [60.0, 180.0, 300.0]
     assert [m["name"] for m in first["models"]] == ["stand-in", "stand-in"]
+    assert first["reason"]["forecast_source"] == "forecaster"
+    summaries = [e for e in records["events"] if e["event"] == "accuracy_summary"]
+    assert len(summaries) == 2 * (400 // 100), "every 100 samples per host"
+    for event in records["events"]:
+        schemas.validator("model.events.v1").validate(event)
 
 
 @pytest.mark.parametrize("sizes", [[1], [7, 3], [250]])
