@@ -10,9 +10,11 @@ forecaster's multi-horizon forecast made at that sample. One step:
    acted-on interval. They go to the worker's metrics (mode ``host``, per key group) and
    into exponentially weighted recent figures per host (:data:`online.link.FAST`), plus
    the forecaster's long-run ±20% accuracy (:data:`online.link.SLOW`).
-2. **Drift.** The forecaster's one-step residual ``min(|log(actual / predicted_1)|, 2)``
-   feeds a :class:`~online.drift.DriftMonitor` with :data:`~online.drift.
-   RESIDUAL_SETTINGS`. A warning writes ``drift_warning``; a confirmed drift writes
+2. **Drift.** The forecaster's one-step residual ``min(|log(actual / predicted_1)|, 2)``,
+   with :data:`FLOOR_SHARE` of the host's long-run mean demand added to both (so a few
+   points of noise while a daily-cycle host idles at night are not a drift), feeds a
+   :class:`~online.drift.DriftMonitor` with :data:`~online.drift.RESIDUAL_SETTINGS`.
+   A warning writes ``drift_warning``; a confirmed drift writes
    ``drift_detected`` (the event time of the confirming sample, the host, its key group,
    the detector's evidence) and puts the host in adapting mode. No retrain is
    requested: ``novacron retrain`` retrains bandwidth models only, so the event carries
@@ -34,7 +36,10 @@ forecaster's multi-horizon forecast made at that sample. One step:
    interval width relative to the level, and gets the learner's level.
 6. **Summaries.** Every ``summary_every`` samples a host writes ``accuracy_summary``.
 
-State: about 3 KB per host (learner, one monitor, recent figures, the last forecasts),
+The recent figures the champion is chosen on are relative to the same floored
+demand; the exported metrics are relative to the actual alone.
+
+State: about 2.4 KB per host (learner, one monitor, recent figures, the last forecasts),
 stored with the controller's state so it is always at the same event.
 """
 
