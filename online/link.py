@@ -29,8 +29,10 @@ next step. One step:
    confirmed drift, or its recent accuracy well below its long-run figure), the online
    learner becomes champion once its recent error is lower than the batch model's by
    :attr:`LinkOnlineSettings.switch_margin` for :attr:`LinkOnlineSettings.patience`
-   samples in a row; the batch model takes over again once its recent error is no worse
-   than the online learner's for as many samples. The published prediction (and its
+   samples in a row; the batch model takes over again once it is no longer degraded and
+   its recent error is no worse than the online learner's for as many samples (or, while
+   still degraded, once it is better by the same margin). A new batch version (a hot
+   swap after a retrain) ends the adapting of the version before it. The published prediction (and its
    ``model``) is the champion's; the online learner's interval is its own split-
    conformal one (the quantile of its recent absolute log errors at the batch model's
    interval level). Every switch emits ``champion_changed``.
@@ -293,6 +295,7 @@ class LinkOnline:
             state.long_run_acc = math.nan
             state.low_streak = 0
             state.residual.reset()
+            state.adapting = 0  # the drift was the old version's
         state.batch_version = model.version
 
     def _score(self, state: LinkState, actual: float, scored: list[Scored]) -> None:
@@ -454,7 +457,10 @@ class LinkOnline:
             if state.streak >= s.patience:
                 state.champion, state.streak = "online", 0
         else:
-            back = not ready or state.batch.err <= state.online.err
+            # back to the batch model once it is no longer degraded and as good, or,
+            # while it still is, once it is clearly better (two-sided hysteresis)
+            margin = 0.0 if not degraded else s.switch_margin
+            back = not ready or state.batch.err <= (1 - margin) * state.online.err
             state.streak = state.streak + 1 if back else 0
             if state.streak >= s.patience:
                 state.champion, state.streak = "batch", 0
