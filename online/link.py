@@ -32,8 +32,8 @@ next step. One step:
    samples in a row; the batch model takes over again once it is no longer degraded and
    its recent error is no worse than the online learner's for as many samples (or, while
    still degraded, once it is better by the same margin). A new batch version (a hot
-   swap after a retrain) ends the adapting of the version before it. The published prediction (and its
-   ``model``) is the champion's; the online learner's interval is its own split-
+   swap after a retrain) ends the adapting of the version before it. The published
+   prediction (and its ``model``) is the champion's; the online learner's interval is its own split-
    conformal one (the quantile of its recent absolute log errors at the batch model's
    interval level). Every switch emits ``champion_changed``.
 5. **Summaries.** Every :attr:`LinkOnlineSettings.summary_every` samples a link emits an
