@@ -8,8 +8,8 @@ forecaster's multi-horizon forecast made at that sample. One step:
    forecaster's first horizon, the learner's, and the first horizon the controller acted
    on) are checked against this sample's demand: absolute error, within ±20%, inside the
    acted-on interval. They go to the worker's metrics (mode ``host``, per key group) and
-   into exponentially weighted recent figures per host (:data:`online.link.FAST`), plus
-   the forecaster's long-run ±20% accuracy (:data:`online.link.SLOW`).
+   into exponentially weighted recent figures per host (:data:`online.champion.FAST`), plus
+   the forecaster's long-run ±20% accuracy (:data:`online.champion.SLOW`).
 2. **Drift.** The forecaster's one-step residual ``min(|log(actual / predicted_1)|, 2)``,
    with :data:`FLOOR_SHARE` of the host's long-run mean demand added to both (so a few
    points of noise while a daily-cycle host idles at night are not a drift), feeds a
@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +57,18 @@ from streams.capacity import DemandForecast, DemandStep
 from streams.predictor import Scored
 from streams.records import ModelEvent, ModelRef
 
+from .champion import (
+    Recent,
+    changed_event,
+    choose,
+    key_group,
+    plain,
+    score_batch,
+    summary_event,
+    to_ref,
+)
 from .drift import RESIDUAL_SETTINGS, DriftMonitor
 from .learners import LOOKBACK, LinkLearner, link_features
-from .link import FAST, SLOW
 
 EPS = 1e-2
 """Demand floor before logs (an idle host's 0 % CPU is 0.01 %)."""
@@ -105,36 +113,13 @@ class DemandOnlineSettings:
 
 
 @dataclass(slots=True)
-class _Recent:
-    """Exponentially weighted recent error and ±20% accuracy of one model on a host."""
-
-    err: float = math.nan
-    acc: float = math.nan
-    n: int = 0
-
-    def add(self, pct_error: float, within: bool) -> None:
-        hit = 1.0 if within else 0.0
-        if self.n == 0:
-            self.err, self.acc = pct_error, hit
-        else:
-            self.err += FAST * (pct_error - self.err)
-            self.acc += FAST * (hit - self.acc)
-        self.n += 1
-
-    def view(self) -> tuple[float | None, float | None]:
-        if self.n == 0:
-            return None, None
-        return round(self.err, 6), round(self.acc, 6)
-
-
-@dataclass(slots=True)
 class HostState:
     """One host's online demand state (stored with the controller's)."""
 
     learner: LinkLearner = field(default_factory=LinkLearner)
     residual: DriftMonitor = field(default_factory=lambda: DriftMonitor(RESIDUAL_SETTINGS))
-    batch: _Recent = field(default_factory=_Recent)
-    online: _Recent = field(default_factory=_Recent)
+    batch: Recent = field(default_factory=Recent)
+    online: Recent = field(default_factory=Recent)
     long_run_acc: float = math.nan
     batch_version: str | None = None
     champion: str = "forecaster"
@@ -184,8 +169,7 @@ class DemandOnline:
 
     def key_group(self, host_id: str) -> str:
         """A stable bucket of the host id (crc32), ``g00`` .. ``g15`` by default."""
-        bucket = zlib.crc32(host_id.encode("utf-8")) % self.settings.key_groups
-        return f"g{bucket:02d}"
+        return key_group(host_id, self.settings.key_groups)
 
     def new(self) -> HostState:
         return HostState()
@@ -200,20 +184,20 @@ class DemandOnline:
         (_, learner, residual, batch, online, long_run, version, champion, streak, adapting,
          seen, level, px, plast, pbatch, pbmodel, ponline, pserved, psmodel) = fields  # fmt: skip
         return HostState(
-            LinkLearner.loads(learner), DriftMonitor.loads(residual), _Recent(*batch),
-            _Recent(*online), long_run, version, champion, streak, adapting, seen, level, px,
-            plast, pbatch, _ref(pbmodel), ponline, pserved, _ref(psmodel),
+            LinkLearner.loads(learner), DriftMonitor.loads(residual), Recent(*batch),
+            Recent(*online), long_run, version, champion, streak, adapting, seen, level, px,
+            plast, pbatch, to_ref(pbmodel), ponline, pserved, to_ref(psmodel),
         )  # fmt: skip
 
     def dump(self, state: HostState) -> bytes:
         """The state as plain values and its parts' own snapshots."""
         b, o = state.batch, state.online
         return pickle.dumps(
-            (STATE_FORMAT, state.learner.dumps(), state.residual.dumps(), (b.err, b.acc, b.n),
-             (o.err, o.acc, o.n), state.long_run_acc, state.batch_version, state.champion,
+            (STATE_FORMAT, state.learner.dumps(), state.residual.dumps(), b.plain(),
+             o.plain(), state.long_run_acc, state.batch_version, state.champion,
              state.streak, state.adapting, state.seen, state.level, state.prev_x, state.prev_last,
-             state.prev_batch, _plain(state.prev_batch_model), state.prev_online,
-             state.prev_served, _plain(state.prev_served_model)),
+             state.prev_batch, plain(state.prev_batch_model), state.prev_online,
+             state.prev_served, plain(state.prev_served_model)),
             protocol=5,
         )  # fmt: skip
 
@@ -293,7 +277,7 @@ class DemandOnline:
         """A new forecaster version (a hot swap, ``novacron train forecast``): its
         figures start afresh and drift is judged on its residuals from now on."""
         if state.batch_version is not None:
-            state.batch = _Recent()
+            state.batch = Recent()
             state.long_run_acc = math.nan
             state.residual.reset()
         state.batch_version = model.version
@@ -311,12 +295,7 @@ class DemandOnline:
 
         batch = check(state.prev_batch)
         if batch is not None and state.prev_batch_model is not None:
-            state.batch.add(batch[1], batch[2])
-            hit = 1.0 if batch[2] else 0.0
-            if math.isnan(state.long_run_acc):
-                state.long_run_acc = hit
-            else:
-                state.long_run_acc += SLOW * (hit - state.long_run_acc)
+            score_batch(state, batch[1], batch[2])
             scored.append(Scored("batch", state.prev_batch_model, batch[0], batch[3]))
         online = check(state.prev_online)
         if online is not None:
@@ -363,14 +342,6 @@ class DemandOnline:
             state.adapting = self.settings.adapt_samples
         events.append(ModelEvent(kind, model, ts, detail=event_detail))
 
-    def _low(self, state: HostState) -> bool:
-        s = self.settings
-        return (
-            state.batch.n >= s.warm_up
-            and not math.isnan(state.long_run_acc)
-            and state.batch.acc < state.long_run_acc - s.loss_points
-        )
-
     def _choose(
         self,
         state: HostState,
@@ -381,78 +352,15 @@ class DemandOnline:
         online_ready: bool,
         forecaster: ModelRef | None,
     ) -> None:
-        s = self.settings
-        if state.adapting > 0:
-            state.adapting -= 1
-        degraded = state.adapting > 0 or self._low(state)
-        ready = (
-            online_ready
-            and state.online.n >= s.warm_up
-            and state.batch.n >= 1
-            and not math.isnan(state.online.err)
-        )
-        before = state.champion
-        if state.champion == "forecaster":
-            better = (
-                ready and degraded and state.online.err < (1 - s.switch_margin) * state.batch.err
-            )
-            state.streak = state.streak + 1 if better else 0
-            if state.streak >= s.patience:
-                state.champion, state.streak = "online", 0
-        else:
-            back = not ready or state.batch.err <= state.online.err
-            state.streak = state.streak + 1 if back else 0
-            if state.streak >= s.patience:
-                state.champion, state.streak = "forecaster", 0
-                state.adapting = 0
-        if state.champion != before:
+        before = choose(state, self.settings, online_ready, "forecaster")
+        if before is not None:
             model = forecaster or state.prev_batch_model or self.model
-            events.append(
-                ModelEvent(
-                    "champion_changed",
-                    self.model if state.champion == "online" else model,
-                    ts,
-                    detail={
-                        **detail,
-                        "event_id": event_id,
-                        "champion": state.champion,
-                        "previous": before,
-                        "batch_model": {"name": model.name, "version": model.version},
-                        "batch_recent_abs_pct_error": _num(state.batch.err),
-                        "online_recent_abs_pct_error": _num(state.online.err),
-                    },
-                )
-            )
+            events.append(changed_event(state, before, ts, event_id, detail, model, self.model))
 
     def _summary(
         self, state: HostState, ts: float, detail: dict[str, Any], model: ModelRef
     ) -> ModelEvent:
-        batch_err, batch_acc = state.batch.view()
-        online_err, online_acc = state.online.view()
-        return ModelEvent(
-            "accuracy_summary",
-            model,
-            ts,
-            detail={
-                **detail,
-                "samples": state.seen,
-                "champion": state.champion,
-                "degraded": bool(state.adapting > 0 or self._low(state)),
-                "batch": {
-                    "recent_abs_pct_error": batch_err,
-                    "recent_within_20pct": batch_acc,
-                    "long_run_within_20pct": _num(state.long_run_acc),
-                    "scored": state.batch.n,
-                },
-                "online": {
-                    "name": self.name,
-                    "version": self.version,
-                    "recent_abs_pct_error": online_err,
-                    "recent_within_20pct": online_acc,
-                    "scored": state.online.n,
-                },
-            },
-        )
+        return summary_event(state, self.settings, ts, state.seen, detail, model, self.model)
 
 
 def _relevel(forecast: DemandForecast, factor: float) -> DemandForecast:
@@ -462,17 +370,3 @@ def _relevel(forecast: DemandForecast, factor: float) -> DemandForecast:
     return dataclasses.replace(
         forecast, point=forecast.point * k, lower=forecast.lower * k, upper=forecast.upper * k
     )
-
-
-def _plain(ref: ModelRef | None) -> tuple[str, str] | None:
-    return None if ref is None else (ref.name, ref.version)
-
-
-def _ref(plain: tuple[str, str] | None) -> ModelRef | None:
-    return None if plain is None else ModelRef(*plain)
-
-
-def _num(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(float(value), 6)

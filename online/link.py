@@ -8,8 +8,8 @@ next step. One step:
    the one published) are checked against this sample's actual: absolute error, within
    ±20%, actual inside the published interval. These go to the worker's metrics per
    model version, mode and key group, and into exponentially weighted recent figures per
-   link (about the last 20 scored predictions, :data:`FAST`), plus a slow long-run
-   figure of the batch model (:data:`SLOW`) to compare against.
+   link (about the last 20 scored predictions, :data:`online.champion.FAST`), plus a slow long-run
+   figure of the batch model (:data:`online.champion.SLOW`) to compare against.
 2. **Drift.** The batch model's residual ``min(|log(actual / predicted)|, 2)`` feeds a
    two-tier :class:`~online.drift.DriftMonitor` (warning, confirmed); the link's log
    bandwidth feeds a second one that only ever warns (links have daily cycles: an input
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,13 +59,22 @@ import numpy as np
 from streams.predictor import OnlineStep, Scored
 from streams.records import ModelEvent, ModelRef
 
+from .champion import (
+    Recent,
+    changed_event,
+    choose,
+    degraded,
+    key_group,
+    low,
+    num,
+    plain,
+    score_batch,
+    summary_event,
+    to_ref,
+)
 from .drift import INPUT_SETTINGS, RESIDUAL_SETTINGS, DriftMonitor
 from .learners import LOOKBACK, LinkLearner, link_features
 
-FAST = 0.05
-"""Weight of the newest scored prediction in the recent figures (~20-sample memory)."""
-SLOW = 0.002
-"""Weight of the newest in the batch model's long-run accuracy (~500-sample memory)."""
 RESIDUAL_CAP = 2.0
 EPS = 1e-3
 RING = 64
@@ -107,37 +115,14 @@ class LinkOnlineSettings:
 
 
 @dataclass(slots=True)
-class _Recent:
-    """Exponentially weighted recent error and ±20% accuracy of one model on a link."""
-
-    err: float = math.nan
-    acc: float = math.nan
-    n: int = 0
-
-    def add(self, pct_error: float, within: bool) -> None:
-        hit = 1.0 if within else 0.0
-        if self.n == 0:
-            self.err, self.acc = pct_error, hit
-        else:
-            self.err += FAST * (pct_error - self.err)
-            self.acc += FAST * (hit - self.acc)
-        self.n += 1
-
-    def view(self) -> tuple[float | None, float | None]:
-        if self.n == 0:
-            return None, None
-        return round(self.err, 6), round(self.acc, 6)
-
-
-@dataclass(slots=True)
 class LinkState:
     """One link's online state (pickled with the link's window)."""
 
     learner: LinkLearner = field(default_factory=LinkLearner)
     residual: DriftMonitor = field(default_factory=lambda: DriftMonitor(RESIDUAL_SETTINGS))
     inputs: DriftMonitor = field(default_factory=lambda: DriftMonitor(INPUT_SETTINGS))
-    batch: _Recent = field(default_factory=_Recent)
-    online: _Recent = field(default_factory=_Recent)
+    batch: Recent = field(default_factory=Recent)
+    online: Recent = field(default_factory=Recent)
     long_run_acc: float = math.nan
     batch_version: str | None = None
     champion: str = "batch"
@@ -179,8 +164,7 @@ class LinkOnline:
 
     def key_group(self, link_id: str) -> str:
         """A stable bucket of the link id (crc32), ``g00`` .. ``g15`` by default."""
-        bucket = zlib.crc32(link_id.encode("utf-8")) % self.settings.key_groups
-        return f"g{bucket:02d}"
+        return key_group(link_id, self.settings.key_groups)
 
     def new(self) -> LinkState:
         return LinkState()
@@ -197,9 +181,9 @@ class LinkOnline:
          pserved, psmodel) = fields  # fmt: skip
         return LinkState(
             LinkLearner.loads(learner), DriftMonitor.loads(residual), DriftMonitor.loads(inputs),
-            _Recent(*batch), _Recent(*online), long_run, version, champion, streak, adapting,
+            Recent(*batch), Recent(*online), long_run, version, champion, streak, adapting,
             low, seen, last_request, deque(ring, maxlen=RING), px, plast, pbatch,
-            _ref(pbmodel), ponline, pserved, _ref(psmodel),
+            to_ref(pbmodel), ponline, pserved, to_ref(psmodel),
         )  # fmt: skip
 
     def dump(self, state: LinkState) -> bytes:
@@ -208,11 +192,11 @@ class LinkOnline:
         b, o = state.batch, state.online
         return pickle.dumps(
             (STATE_FORMAT, state.learner.dumps(), state.residual.dumps(), state.inputs.dumps(),
-             (b.err, b.acc, b.n), (o.err, o.acc, o.n), state.long_run_acc, state.batch_version,
+             b.plain(), o.plain(), state.long_run_acc, state.batch_version,
              state.champion, state.streak, state.adapting, state.low_streak, state.seen,
              state.last_request, list(state.ring), state.prev_x, state.prev_last,
-             state.prev_batch, _plain(state.prev_batch_model), state.prev_online,
-             state.prev_served, _plain(state.prev_served_model)),
+             state.prev_batch, plain(state.prev_batch_model), state.prev_online,
+             state.prev_served, plain(state.prev_served_model)),
             protocol=5,
         )  # fmt: skip
 
@@ -291,7 +275,7 @@ class LinkOnline:
         """A new batch version (a hot swap, a retrain): its figures start afresh, and
         drift is judged on its residuals from now on."""
         if state.batch_version is not None:
-            state.batch = _Recent()
+            state.batch = Recent()
             state.long_run_acc = math.nan
             state.low_streak = 0
             state.residual.reset()
@@ -307,12 +291,7 @@ class LinkOnline:
 
         batch = check(state.prev_batch)
         if batch is not None and state.prev_batch_model is not None:
-            state.batch.add(batch[1], batch[2])
-            hit = 1.0 if batch[2] else 0.0
-            if math.isnan(state.long_run_acc):
-                state.long_run_acc = hit
-            else:
-                state.long_run_acc += SLOW * (hit - state.long_run_acc)
+            score_batch(state, batch[1], batch[2])
             scored.append(Scored("batch", state.prev_batch_model, batch[0], batch[2]))
         online = check(state.prev_online)
         if online is not None:
@@ -381,7 +360,7 @@ class LinkOnline:
             if level == "drift":
                 state.inputs.reset()
         # sustained accuracy loss
-        if self._low(state):
+        if low(state, self.settings):
             state.low_streak += 1
             if state.low_streak == s.loss_samples:
                 evidence = {
@@ -392,14 +371,6 @@ class LinkOnline:
                 self._request(state, ts, event_id, detail, events, "accuracy", evidence)
         else:
             state.low_streak = 0
-
-    def _low(self, state: LinkState) -> bool:
-        s = self.settings
-        return (
-            state.batch.n >= s.warm_up
-            and not math.isnan(state.long_run_acc)
-            and state.batch.acc < state.long_run_acc - s.loss_points
-        )
 
     def _request(
         self,
@@ -438,51 +409,10 @@ class LinkOnline:
         events: list[ModelEvent],
         online_ready: bool,
     ) -> None:
-        s = self.settings
-        if state.adapting > 0:
-            state.adapting -= 1
-        degraded = state.adapting > 0 or self._low(state)
-        ready = (
-            online_ready
-            and state.online.n >= s.warm_up
-            and state.batch.n >= 1
-            and not math.isnan(state.online.err)
-        )
-        before = state.champion
-        if state.champion == "batch":
-            better = (
-                ready and degraded and state.online.err < (1 - s.switch_margin) * state.batch.err
-            )
-            state.streak = state.streak + 1 if better else 0
-            if state.streak >= s.patience:
-                state.champion, state.streak = "online", 0
-        else:
-            # back to the batch model once it is no longer degraded and as good, or,
-            # while it still is, once it is clearly better (two-sided hysteresis)
-            margin = 0.0 if not degraded else s.switch_margin
-            back = not ready or state.batch.err <= (1 - margin) * state.online.err
-            state.streak = state.streak + 1 if back else 0
-            if state.streak >= s.patience:
-                state.champion, state.streak = "batch", 0
-                state.adapting = 0
-        if state.champion != before:
+        before = choose(state, self.settings, online_ready, "batch")
+        if before is not None:
             model = state.prev_batch_model or self.model
-            events.append(
-                ModelEvent(
-                    "champion_changed",
-                    self.model if state.champion == "online" else model,
-                    ts,
-                    detail={
-                        **detail,
-                        "event_id": event_id,
-                        "champion": state.champion,
-                        "previous": before,
-                        "batch_model": {"name": model.name, "version": model.version},
-                        "batch_recent_abs_pct_error": _num(state.batch.err),
-                        "online_recent_abs_pct_error": _num(state.online.err),
-                    },
-                )
-            )
+            events.append(changed_event(state, before, ts, event_id, detail, model, self.model))
 
     def _quantile(self, state: LinkState) -> float:
         if len(state.ring) < 8:
@@ -492,31 +422,7 @@ class LinkOnline:
     def _summary(
         self, state: LinkState, ts: float, detail: dict[str, Any], model: ModelRef
     ) -> ModelEvent:
-        batch_err, batch_acc = state.batch.view()
-        online_err, online_acc = state.online.view()
-        return ModelEvent(
-            "accuracy_summary",
-            model,
-            ts,
-            detail={
-                **detail,
-                "samples": state.seen,
-                "champion": state.champion,
-                "batch": {
-                    "recent_abs_pct_error": batch_err,
-                    "recent_within_20pct": batch_acc,
-                    "long_run_within_20pct": _num(state.long_run_acc),
-                    "scored": state.batch.n,
-                },
-                "online": {
-                    "name": self.name,
-                    "version": self.version,
-                    "recent_abs_pct_error": online_err,
-                    "recent_within_20pct": online_acc,
-                    "scored": state.online.n,
-                },
-            },
-        )
+        return summary_event(state, self.settings, ts, state.seen, detail, model, self.model)
 
     def _serving(
         self,
@@ -530,33 +436,19 @@ class LinkOnline:
         online_err, online_acc = state.online.view()
         return {
             "champion": state.champion,
-            "degraded": bool(state.adapting > 0 or self._low(state)),
+            "degraded": degraded(state, self.settings),
             "batch": {
                 "name": model.name,
                 "version": model.version,
-                "predicted_mbps": _num(batch_point),
+                "predicted_mbps": num(batch_point),
                 "recent_abs_pct_error": batch_err,
                 "recent_within_20pct": batch_acc,
             },
             "online": {
                 "name": self.name,
                 "version": self.version,
-                "predicted_mbps": _num(online_point),
+                "predicted_mbps": num(online_point),
                 "recent_abs_pct_error": online_err,
                 "recent_within_20pct": online_acc,
             },
         }
-
-
-def _plain(ref: ModelRef | None) -> tuple[str, str] | None:
-    return None if ref is None else (ref.name, ref.version)
-
-
-def _ref(plain: tuple[str, str] | None) -> ModelRef | None:
-    return None if plain is None else ModelRef(*plain)
-
-
-def _num(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(float(value), 6)
