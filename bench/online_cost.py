@@ -96,7 +96,7 @@ def in_process(repeat: int, warm_up: int, timed: int) -> dict[str, object]:
     # the parts alone: one link stepped through a stream, and its state's round trip
     path = LinkOnline()
     state = path.new()
-    x = synthesize_link_series("internet", 4000, seed=99)[:, 0]
+    x = synthesize_link_series("internet", 1000 * repeat + 100, seed=99)[:, 0]
     model = ModelRef("bandwidth-lstm-internet", "1")
     step_us = []
     for r in range(repeat):
