@@ -383,14 +383,23 @@ def _count(metrics: WorkerMetrics, topic: str, messages: int, outcome: BatchOutc
         elif kind == "scaling_actions":
             metrics.scaling_actions.labels(detail).inc(count)
     metrics.duplicates.labels(topic).inc(outcome.duplicates)
+    # summed per label set first: one counter update per series and batch, not per event
+    tally: dict[tuple[str, ...], list[float]] = {}
     for mode, group, one in outcome.scored:
-        labels = (one.role, one.model.name, one.model.version, mode, group)
-        metrics.predictions_scored.labels(*labels).inc()
-        metrics.prediction_abs_error.labels(*labels).inc(one.abs_error)
-        if one.within_20:
-            metrics.predictions_within_20pct.labels(*labels).inc()
-        if one.in_interval:
-            metrics.predictions_in_interval.labels(*labels).inc()
+        sums = tally.setdefault(
+            (one.role, one.model.name, one.model.version, mode, group), [0.0] * 4
+        )
+        sums[0] += 1
+        sums[1] += one.abs_error
+        sums[2] += one.within_20
+        sums[3] += bool(one.in_interval)
+    for labels, (scored, abs_error, within, covered) in tally.items():
+        metrics.predictions_scored.labels(*labels).inc(scored)
+        metrics.prediction_abs_error.labels(*labels).inc(abs_error)
+        if within:
+            metrics.predictions_within_20pct.labels(*labels).inc(within)
+        if covered:
+            metrics.predictions_in_interval.labels(*labels).inc(covered)
     for dead in outcome.dead_letters:
         metrics.dead_letters.labels(topic, dead.error_kind).inc()
     for record in outcome.outputs:

@@ -68,7 +68,7 @@ class GroupView:
 
 
 class GroupInspector:
-    """An admin client and an offsets-only consumer (no group of its own) on the broker.
+    """An admin client and a consumer of no group (offsets and bounded reads) on the broker.
 
     Open with :meth:`start`, close with :meth:`stop`; a caller polls :meth:`lag` or
     :meth:`describe` as often as it likes (each is a few metadata and offset requests).
@@ -118,6 +118,31 @@ class GroupInspector:
         tps = list(partitions)
         ends: dict[TopicPartition, int] = await self._offsets.end_offsets(tps) if tps else {}
         return ends
+
+    async def read_since(
+        self, partitions: list[TopicPartition], since_ms: int, cap: int
+    ) -> list[bytes]:
+        """The values written to ``partitions`` from ``since_ms`` (Kafka record time) up to
+        their end offsets now, at most ``cap`` (a bounded read, for a recent tally)."""
+        if not partitions:
+            return []
+        reader = self._offsets
+        reader.assign(partitions)
+        starts = await reader.offsets_for_times(dict.fromkeys(partitions, since_ms))
+        ends = await reader.end_offsets(partitions)
+        todo = 0
+        for tp in partitions:
+            found = starts.get(tp)
+            start = ends[tp] if found is None else found.offset
+            reader.seek(tp, start)
+            todo += ends[tp] - start
+        values: list[bytes] = []
+        while len(values) < min(todo, cap):
+            batches = await reader.getmany(timeout_ms=1000, max_records=1000)
+            if not batches:
+                break
+            values.extend(m.value or b"" for messages in batches.values() for m in messages)
+        return values[:cap]
 
     async def lag(self, group: str, partitions: Iterable[TopicPartition]) -> list[PartitionLag]:
         """The group's lag on ``partitions``, in their order."""

@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from agents.connections import kafka_options
 from agents.group import GroupInspector, GroupView
 from agents.settings import Settings
 from streams.topics import INPUT_ROLES, roles
@@ -99,50 +97,21 @@ async def look(settings: Settings, inspector: GroupInspector, metrics_urls: Sequ
     ends: dict[str, int] = {}
     for tp, end in (await inspector.end_offsets(every)).items():
         ends[tp.topic] = ends.get(tp.topic, 0) + end
-    dead = await _recent_dead_letters(settings, [tp for tp in every if tp.topic == topics.dlq])
+    dlq = [tp for tp in every if tp.topic == topics.dlq]
+    since_ms = int((time.time() - DLQ_WINDOW_S) * 1000)
+    dead = _dead_letter_kinds(await inspector.read_since(dlq, since_ms, DLQ_READ_CAP))
     workers = await asyncio.gather(*(asyncio.to_thread(scrape, url) for url in metrics_urls))
     return Look(time.time(), group, ends, dead, list(workers))
 
 
-async def _recent_dead_letters(
-    settings: Settings, partitions: list[TopicPartition]
-) -> Counter[str]:
-    """Dead letters written in the last minute, by ``error_kind`` (a bounded read)."""
+def _dead_letter_kinds(values: list[bytes]) -> Counter[str]:
+    """Dead letters by ``error_kind`` (``unreadable`` for a record without one)."""
     kinds: Counter[str] = Counter()
-    if not partitions:
-        return kinds
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        **kafka_options(settings),
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        since_ms = int((time.time() - DLQ_WINDOW_S) * 1000)
-        starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
-        ends = await consumer.end_offsets(partitions)
-        todo = 0
-        for tp in partitions:
-            found = starts.get(tp)
-            start = ends[tp] if found is None else found.offset
-            consumer.seek(tp, start)
-            todo += ends[tp] - start
-        todo = min(todo, DLQ_READ_CAP)
-        read = 0
-        while read < todo:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-            if not batches:
-                break
-            for messages in batches.values():
-                for message in messages:
-                    read += 1
-                    try:
-                        kinds[str(orjson.loads(message.value or b"{}")["error_kind"])] += 1
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        kinds["unreadable"] += 1
-    finally:
-        await consumer.stop()
+    for value in values:
+        try:
+            kinds[str(orjson.loads(value or b"{}")["error_kind"])] += 1
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            kinds["unreadable"] += 1
     return kinds
 
 

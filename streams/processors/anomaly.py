@@ -57,7 +57,7 @@ class AnomalyProcessor:
         self.cache_keys = cache_keys
         self.state_fields = (*(f"anomaly.{f}" for f in model.state_fields), ALERTS_FIELD)
         self._held: HeldStates[_KeyState] = HeldStates(
-            cache_keys, lambda s: s.detector.upto, lambda s: s.dirty
+            cache_keys, lambda s: s.detector.upto, lambda s: s.dirty, lambda s: s.saved
         )
 
     @classmethod
@@ -161,16 +161,10 @@ class AnomalyProcessor:
         """The key's state as of the window entry before sample ``index``: held in memory
         if current, else restored from the store (or from the last state saved here, for
         a batch redone sample by sample), else new."""
-        entries = windows.entries[key]
-        pos = windows.positions[index]
-        previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        current = self._held.current(key, previous)
+        previous, current, stored = self._held.resume(key, windows, index)
         if current is not None:
             return current
-        held = self._held.get(key)
-        for fields in (windows.states.get(key), None if held is None else held.saved):
-            if not fields:
-                continue
+        for fields in stored:
             restored = self._restore(key, fields)
             if restored.detector.upto == previous:
                 result.counts["state_restored"] += 1

@@ -94,7 +94,7 @@ class BandwidthProcessor:
             () if online_links is None else (ONLINE_FIELD, ONLINE_UPTO)
         )
         self._held: HeldStates[_Online] = HeldStates(
-            cache_keys, lambda s: s.upto, lambda s: s.dirty
+            cache_keys, lambda s: s.upto, lambda s: s.dirty, lambda s: s.saved
         )
 
     @classmethod
@@ -194,12 +194,16 @@ class BandwidthProcessor:
             held.dirty = True
             self._held.hold(key, held)
             group = path.key_group(key)
+            # the link's series once per batch; each sample steps on its own prefix
+            values = np.array([e.values for e in windows.entries[key]], dtype=np.float64)
+            series = bandwidth_target(values.reshape(1, -1, len(MEASURES)))[0]
             for i in indexes:
                 sample = samples[i]
                 made = by_event.get(sample.event_id)
-                entries = windows.upto(key, i, path.lookback)
-                values = np.array([e.values for e in entries], dtype=np.float64)
-                recent = bandwidth_target(values[None, :, :])[0] if len(entries) else values
+                pos = windows.positions[i]
+                recent = (
+                    series[max(0, pos + 1 - path.lookback) : pos + 1] if pos >= 0 else series[:0]
+                )
                 step = path.step(
                     held.state,
                     link_id=key,
@@ -262,19 +266,11 @@ class BandwidthProcessor:
     def _state_for(
         self, path: OnlineLinkPath, key: str, windows: BatchWindows, index: int
     ) -> _Online:
-        entries = windows.entries[key]
-        pos = windows.positions[index]
-        previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        current = self._held.current(key, previous)
+        previous, current, candidates = self._held.resume(key, windows, index)
         if current is not None:
             return current
-        held = self._held.get(key)
-        for stored in (windows.states.get(key), None if held is None else held.saved):
-            if (
-                stored
-                and ONLINE_FIELD in stored
-                and stored.get(ONLINE_UPTO, b"").decode() == (previous or "")
-            ):
+        for stored in candidates:
+            if ONLINE_FIELD in stored and stored.get(ONLINE_UPTO, b"").decode() == (previous or ""):
                 return _Online(previous, path.load(stored[ONLINE_FIELD]), saved=dict(stored))
         return _Online(None, path.new())
 

@@ -130,14 +130,21 @@ class HeldStates(Generic[S]):
         capacity: keys held at most.
         upto: the event id a state is at (the newest sample it has learned from).
         dirty: whether a state is being changed by a batch not yet delivered.
+        saved: the fields a state last persisted (a batch redone sample by sample
+            restarts from them).
     """
 
     def __init__(
-        self, capacity: int, upto: Callable[[S], str | None], dirty: Callable[[S], bool]
+        self,
+        capacity: int,
+        upto: Callable[[S], str | None],
+        dirty: Callable[[S], bool],
+        saved: Callable[[S], Mapping[str, bytes]],
     ) -> None:
         self.capacity = capacity
         self._upto = upto
         self._dirty = dirty
+        self._saved = saved
         self._held: OrderedDict[str, S] = OrderedDict()
 
     def current(self, key: str, newest: str | None) -> S | None:
@@ -149,6 +156,27 @@ class HeldStates(Generic[S]):
 
     def get(self, key: str) -> S | None:
         return self._held.get(key)
+
+    def resume(
+        self, key: str, windows: BatchWindows, index: int
+    ) -> tuple[str | None, S | None, list[Mapping[str, bytes]]]:
+        """Where ``key``'s state must be for sample ``index`` of the batch, and from what.
+
+        Returns the event id the state must be at (the window entry before the sample;
+        ``None`` for a new key), the state held in memory if it is clean and there, and
+        otherwise the stored field sets to restore it from, in order: the store's, then
+        the last ones saved here (a batch redone sample by sample). The processor
+        restores the first that is at that event id, else starts the key afresh.
+        """
+        entries = windows.entries[key]
+        pos = windows.positions[index]
+        previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
+        current = self.current(key, previous)
+        if current is not None:
+            return previous, current, []
+        held = self._held.get(key)
+        candidates = [windows.states.get(key), None if held is None else self._saved(held)]
+        return previous, None, [fields for fields in candidates if fields]
 
     def missing(self, newest: Mapping[str, str | None]) -> list[str]:
         """The keys whose state is not held current (:meth:`Processor.missing_state`)."""

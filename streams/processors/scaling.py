@@ -105,7 +105,7 @@ class ScalingProcessor:
         self.cache_keys = cache_keys
         self.workload_version = workload_version
         self._held: HeldStates[_Target] = HeldStates(
-            cache_keys, lambda s: s.upto, lambda s: s.dirty
+            cache_keys, lambda s: s.upto, lambda s: s.dirty, lambda s: s.saved
         )
         self._lookback = 1
 
@@ -322,17 +322,12 @@ class ScalingProcessor:
     def _state_for(
         self, key: str, windows: BatchWindows, index: int, first_demand: float
     ) -> _Target:
-        entries = windows.entries[key]
-        pos = windows.positions[index]
-        previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        current = self._held.current(key, previous)
+        previous, current, candidates = self._held.resume(key, windows, index)
         if current is not None:
             return current
-        held = self._held.get(key)
-        for stored in (windows.states.get(key), None if held is None else held.saved):
+        for stored in candidates:
             if (
-                stored
-                and STATE_FIELD in stored
+                STATE_FIELD in stored
                 and DEMAND_FIELD in stored
                 and stored.get(UPTO_FIELD, b"").decode() == (previous or "")
             ):

@@ -109,7 +109,9 @@ class WorkloadProcessor:
         self.chunk = chunk
         blank = ChunkedHistory(history, 1 + len(HOST_METRICS), chunk)
         self.state_fields = (META_FIELD, *blank.field_names(CHUNK_PREFIX))
-        self._held: HeldStates[_Host] = HeldStates(cache_keys, lambda s: s.upto, lambda s: s.dirty)
+        self._held: HeldStates[_Host] = HeldStates(
+            cache_keys, lambda s: s.upto, lambda s: s.dirty, lambda s: s.saved
+        )
 
     @classmethod
     def from_parts(cls, parts: ProcessorParts) -> WorkloadProcessor | None:
@@ -249,17 +251,12 @@ class WorkloadProcessor:
         """The host's state as of the window entry before sample ``index``: held in
         memory if current, else restored from the store (or the last state saved here,
         for a batch redone sample by sample), else new."""
-        entries = windows.entries[key]
-        pos = windows.positions[index]
-        previous = entries[pos - 1].event_id if pos > 0 else windows.newest.get(key)
-        current = self._held.current(key, previous)
+        previous, current, stored = self._held.resume(key, windows, index)
         if current is not None:
             return current
-        held = self._held.get(key)
-        for fields in (windows.states.get(key), None if held is None else held.saved):
-            if fields and (restored := self._restore(fields)) is not None:
-                if restored.upto == previous:
-                    return restored
+        for fields in stored:
+            if (restored := self._restore(fields)) is not None and restored.upto == previous:
+                return restored
         return _Host(None, ChunkedHistory(self.history, 1 + len(HOST_METRICS), self.chunk))
 
     def _restore(self, fields: Mapping[str, bytes]) -> _Host | None:
