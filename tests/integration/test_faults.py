@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from agents.settings import Settings
 from novacron.demo import start_worker, wait_healthy
+from online.link import LinkOnline
 
 from .conftest import RedisServer, collect, free_port, isolated_env, settings_for, stop_worker
 
@@ -81,14 +82,15 @@ async def stream_links(settings: Settings, rounds: int, per_second: float) -> li
 
 
 def assert_every_event_learned(settings: Settings, sent: list[str]) -> None:
-    """Each link's anomaly state, stored with its window, has learned every event sent for
-    it exactly once (its sample count) and ends at the last one: nothing lost, nothing
-    learned twice, across the fault. Waits up to 30 s for the last batches to land."""
-    want: dict[str, tuple[int, str]] = {}
+    """Each link's anomaly state and online state (learner, drift monitors), stored with
+    its window, have learned every event sent for it exactly once (its sample count) and
+    end at the last one: nothing lost, nothing learned twice, across the fault. Waits up
+    to 30 s for the last batches to land."""
+    want: dict[str, tuple[int, str, int, str]] = {}
     for event_id in sent:
         link = event_id.rsplit("-", 1)[0]
         count = want.get(link, (0, ""))[0]
-        want[link] = (count + 1, event_id)
+        want[link] = (count + 1, event_id, count + 1, event_id)
     client = redis.Redis.from_url(settings.redis_dsn)
     try:
         deadline = time.monotonic() + 30
@@ -98,7 +100,10 @@ def assert_every_event_learned(settings: Settings, sent: list[str]) -> None:
                 key = f"{settings.redis_key_prefix}:state:link:{link}"
                 head = client.hget(key, "anomaly.head")
                 doc = orjson.loads(head) if head else {}
-                got[link] = (doc.get("t"), doc.get("upto"))
+                online = client.hmget(key, ["online.link", "online.upto"])
+                seen = None if online[0] is None else LinkOnline().load(online[0]).seen
+                upto = None if online[1] is None else online[1].decode()
+                got[link] = (doc.get("t"), doc.get("upto"), seen, upto)
             if got == want or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
