@@ -11,7 +11,8 @@ of instances ready or starting after each step's decision; violation minutes are
 violating steps x step minutes.
 
 Autoscalers: Kubernetes' HPA (:mod:`models.hpa`), a static fleet, an oracle that knows
-the demand of the next ``ready_delay_s`` (a reference line, never ours) and our
+the demand of the next ``ready_delay_s`` (a reference line, never ours), a trailing-quantile
+hold (a forecast-free reference for ``bench/scaling_limits.py``) and our
 :class:`~models.scaling.CapacityController` in each of its policies, fed the
 forecasts of the whole trace made beforehand in batched chunks (a forecast at step ``i``
 sees the ``lookback`` values up to and including ``i``; decisions do not change demand).
@@ -249,6 +250,57 @@ class OracleScaler:
 
     def decide(self, i: int, ts: float, demand: float, ready: int, spec: int) -> int:
         return math.ceil(float(self.peaks[i]) / self.per_instance - 1e-9)
+
+
+def trailing_quantile(demand: np.ndarray, window: int, quantile: float) -> np.ndarray:
+    """At each step, the ``quantile`` of the demand of the last ``window`` steps up to and
+    including it (fewer at the start of the trace): what a policy holding a level from
+    history alone can know.
+
+    Examples:
+        >>> trailing_quantile(np.array([1.0, 5.0, 2.0, 2.0, 2.0]), 3, 1.0).tolist()
+        [1.0, 5.0, 5.0, 5.0, 2.0]
+    """
+    d = np.asarray(demand, dtype=float)
+    out = np.empty(len(d))
+    head = min(window - 1, len(d))
+    for i in range(head):
+        out[i] = np.quantile(d[: i + 1], quantile)
+    if len(d) >= window:
+        views = sliding_window_view(d, window)
+        chunk = max(1, 4_000_000 // window)
+        for start in range(0, len(views), chunk):
+            part = views[start : start + chunk]
+            out[start + window - 1 : start + window - 1 + len(part)] = np.quantile(
+                part, quantile, axis=1
+            )
+    return out
+
+
+class TrailingQuantileScaler:
+    """Holds capacity for ``max(demand now, the quantile of the last window's demand)`` at
+    the SLA utilisation: a reference policy with no forecast, which covers demand that
+    recurs within the window at a cost set by the quantile. Scales in at once.
+
+    Examples:
+        >>> model = CapacityModel(1.0, ready_delay_s=60.0, sla_utilisation=0.5)
+        >>> s = TrailingQuantileScaler(np.array([1.0, 3.0, 1.0, 1.0]), model, 2, 1.0)
+        >>> [s.decide(i, 0.0, 0.0, 0, 0) for i in range(4)]
+        [2, 6, 6, 2]
+    """
+
+    def __init__(
+        self, demand: np.ndarray, model: CapacityModel, window: int, quantile: float
+    ) -> None:
+        level = np.maximum(trailing_quantile(demand, window, quantile), demand)
+        per_instance = model.capacity_per_instance * model.sla_utilisation
+        self.asks = np.ceil(level / per_instance - 1e-9).astype(np.int64)
+
+    def start(self, first_demand: float) -> int:
+        return int(self.asks[0])
+
+    def decide(self, i: int, ts: float, demand: float, ready: int, spec: int) -> int:
+        return int(self.asks[i])
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,13 @@ from models.hpa import HorizontalPodAutoscaler, HpaSettings, HpaState, replica_c
 from models.scaling_comparison import HPA, ORACLE, ours_name, passes, simulate_trace
 from models.simulation import (
     CapacityModel,
+    HpaScaler,
     OracleScaler,
     StaticScaler,
+    TrailingQuantileScaler,
     default_capacity_per_instance,
     simulate,
+    trailing_quantile,
 )
 from novacron.simulate_cli import simulate_app
 from streams.capacity import DemandForecast
@@ -132,6 +135,34 @@ def test_static_fleet() -> None:
     model = CapacityModel(2.0)
     run = simulate(np.full(10, 3.0), np.arange(10) * 60.0, 60.0, model, StaticScaler(4), "s")
     assert (run.sla_violation_minutes, run.cost_instance_minutes, run.actions) == (0.0, 40.0, 0)
+
+
+def test_trailing_quantile_matches_numpy_on_every_window_and_sees_no_future() -> None:
+    rng = np.random.default_rng(3)
+    demand = rng.gamma(2.0, 5.0, 500)
+    for window, q in ((1, 0.5), (7, 0.9), (60, 1.0), (600, 0.98)):
+        got = trailing_quantile(demand, window, q)
+        want = [np.quantile(demand[max(0, i - window + 1) : i + 1], q) for i in range(500)]
+        np.testing.assert_allclose(got, want)
+    # a burst at step 300 is not known before it, and is forgotten a window after it
+    burst = demand.copy()
+    burst[300] = 1e6
+    got = trailing_quantile(burst, 20, 1.0)
+    assert got[299] < 1e6 and got[300] == got[319] == 1e6 and got[320] < 1e6
+
+
+def test_a_trailing_max_hold_covers_demand_that_recurs_within_its_window() -> None:
+    # two levels alternating every 3 steps: HPA chases them, a 1-hour max hold covers both
+    demand = np.tile([6.0, 6.0, 6.0, 12.0, 12.0, 12.0], 100)
+    ts = np.arange(len(demand)) * 300.0
+    model = CapacityModel(default_capacity_per_instance(demand))
+    hold = simulate(
+        demand, ts, 300.0, model, TrailingQuantileScaler(demand, model, 12, 1.0), "hold"
+    )
+    hpa_scaler = HpaScaler(HpaSettings(), model.capacity_per_instance)
+    hpa = simulate(demand, ts, 300.0, model, hpa_scaler, "hpa")
+    assert hold.sla_violation_minutes <= 5.0  # only the first rise, before it was seen
+    assert hpa.sla_violation_minutes > 50 * 5.0
 
 
 def test_traces_with_timestamps_at_five_minutes_with_a_gap(tmp_path: Path) -> None:
