@@ -77,6 +77,55 @@ position=None)
     )
 
 
+class EntryDecoder:
+    """:func:`decode_entry` with a bounded memory of the entries it decoded.
+
+    A window is loaded whole for every batch that touches its key, and between two
+    batches it moves by the few entries the first one appended: the rest are the same
+    bytes decoded again. Entries are immutable, so the same bytes give an equal entry
+    and the decoded one can be handed out again. Two generations of at most
+    ``capacity // 2`` entries each: a lookup that hits the older one moves the entry to
+    the newer one; when the newer one is full, the older one is dropped. The memory is
+    bounded by ``capacity`` entries (about 0.5 KB each); a working set larger than that
+    only loses the speed-up.
+
+    Examples:
+        >>> d = EntryDecoder(capacity=4)
+        >>> a = d.decode(b'["e1",1.5,2.0,null]')
+        >>> d.decode(b'["e1",1.5,2.0,null]') is a, d.hits, d.misses
+        (True, 1, 1)
+    """
+
+    def __init__(self, capacity: int = 131_072) -> None:
+        if capacity < 2:
+            msg = f"The 'capacity' of EntryDecoder must be >= 2. Got {capacity!r} instead."
+            raise ValueError(msg)
+        self._half = capacity // 2
+        self._new: dict[bytes, WindowEntry] = {}
+        self._old: dict[bytes, WindowEntry] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def decode(self, raw: bytes) -> WindowEntry:
+        entry = self._new.get(raw)
+        if entry is not None:
+            self.hits += 1
+            return entry
+        entry = self._old.get(raw)
+        if entry is None:
+            self.misses += 1
+            entry = decode_entry(raw)
+        else:
+            self.hits += 1
+        if len(self._new) >= self._half:
+            self._old, self._new = self._new, {}
+        self._new[raw] = entry
+        return entry
+
+    def decode_all(self, raws: Sequence[bytes]) -> list[WindowEntry]:
+        return [self.decode(r) for r in raws]
+
+
 def _position(meta: dict[str, Any]) -> tuple[int, int] | None:
     found = meta.get("o")
     return None if found is None else (int(found[0]), int(found[1]))
@@ -171,6 +220,7 @@ class InMemoryWindowStore:
 
     def __init__(self, capacity: int = 60) -> None:
         self.capacity = capacity
+        self._decoder = EntryDecoder()
         self._window: CappedWindow[bytes] = CappedWindow(capacity)
         self._data: dict[str, tuple[bytes, ...]] = {}
         self._state: dict[str, dict[str, bytes]] = {}
@@ -190,10 +240,8 @@ class InMemoryWindowStore:
         self, namespace: str, keys: Sequence[str], last: int | None = None
     ) -> dict[str, list[WindowEntry]]:
         start = -min(last or self.capacity, self.capacity)
-        return {
-            k: [decode_entry(r) for r in self._data.get(f"{namespace}:{k}", ())[start:]]
-            for k in keys
-        }
+        decode = self._decoder.decode_all
+        return {k: decode(self._data.get(f"{namespace}:{k}", ())[start:]) for k in keys}
 
     async def append(
         self,
@@ -204,7 +252,7 @@ class InMemoryWindowStore:
     ) -> None:
         for key, expected in (expect_newest or {}).items():
             stored = self._data.get(f"{namespace}:{key}", ())
-            newest = decode_entry(stored[-1]).event_id if stored else None
+            newest = self._decoder.decode(stored[-1]).event_id if stored else None
             if entries.get(key) and newest != expected:
                 msg = f"the {namespace} window of {key!r} ends at {newest!r}, not {expected!r}"
                 raise StoreConflict(msg)
@@ -257,6 +305,7 @@ class RedisWindowStore:
         self._owns_client = owns_client
         self._unavailable = unavailable
         self._append_script: Any = None
+        self._decoder = EntryDecoder()
 
     def redis_key(self, namespace: str, key: str) -> str:
         return f"{self.prefix}:{namespace}:{key}"
@@ -299,7 +348,8 @@ class RedisWindowStore:
         except self._unavailable as exc:
             msg = f"loading {len(keys)} {namespace} windows from Redis failed: {exc!r}"
             raise StoreUnavailable(msg) from exc
-        return {k: [decode_entry(r) for r in raw] for k, raw in zip(keys, results, strict=True)}
+        decode = self._decoder.decode_all
+        return {k: decode(raw) for k, raw in zip(keys, results, strict=True)}
 
     async def append(
         self,

@@ -99,6 +99,37 @@ def test_a_batch_of_5000_entries_for_one_key_is_appended_and_capped() -> None:
     asyncio.run(scenario())
 
 
+def test_two_workers_read_each_others_appends_through_their_decoded_entry_memory() -> None:
+    """A partition that moves between workers: each worker's store remembers decoded
+    entries, and still loads exactly what Redis holds, whoever appended it."""
+
+    async def scenario() -> None:
+        a = store(Settings().redis_dsn, capacity=5)
+        b = RedisWindowStore(
+            aioredis.from_url(Settings().redis_dsn), capacity=5, prefix=a.prefix,
+            unavailable=(redis.exceptions.RedisError, OSError),
+        )  # fmt: skip
+        try:
+            newest: str | None = None
+            for i in range(12):
+                writer, reader = (a, b) if i % 3 else (b, a)
+                await writer.append("link", {"k": entries("e", 1, i)}, {"k": newest})
+                newest = f"e{i}"
+                for s in (reader, writer):
+                    window = (await s.load("link", ["k"]))["k"]
+                    want = [f"e{j}" for j in range(max(0, i - 4), i + 1)]
+                    assert [e.event_id for e in window] == want
+                    assert [e.values[0] for e in window] == [
+                        float(j) for j in range(max(0, i - 4), i + 1)
+                    ]
+            assert a._decoder.hits > 0 and b._decoder.hits > 0
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_unreachable_redis_is_store_unavailable() -> None:
     async def scenario() -> None:
         s = store("redis://127.0.0.1:1/0")
