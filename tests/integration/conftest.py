@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.connections import kafka_options
 from agents.settings import Settings
@@ -27,6 +29,9 @@ from novacron.stack_services import REDIS_SERVER
 from streams.topics import roles
 
 REGISTRY_ROOT = Path(tempfile.gettempdir()) / "novacron-test-registries"
+ISOLATED: set[str] = set()
+"""The suffixes :func:`isolated_env` handed out in this session: their topics (ours and
+Faust's own) are deleted when the session ends."""
 
 
 class RedisServer:
@@ -84,6 +89,7 @@ class WorkerHandle:
 def isolated_env(tag: str) -> dict[str, str]:
     """Environment giving a worker its own consumer group, topics and web port."""
     suffix = f"{tag}-{uuid.uuid4().hex[:8]}"
+    ISOLATED.add(suffix)
     env = {
         "NOVACRON_APP_ID": f"novacron-test-{suffix}",
         "NOVACRON_WEB_PORT": str(free_port()),
@@ -97,6 +103,32 @@ def isolated_env(tag: str) -> dict[str, str]:
     for role in roles():
         env[f"NOVACRON_TOPICS__{role.upper()}"] = f"test.{suffix}.{role}"
     return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_isolated_topics() -> Iterator[None]:
+    """After the session, delete the topics of every isolated environment it made: a
+    broker that keeps every run's topics (thousands of partitions after a few runs of
+    ``make test``) runs out of heap."""
+    yield
+    if ISOLATED:
+        with contextlib.suppress(Exception):  # a stopped broker keeps them: nothing to do
+            run(delete_topics_of(sorted(ISOLATED)))
+
+
+async def delete_topics_of(suffixes: list[str]) -> int:
+    """Delete the broker's topics whose names contain one of ``suffixes``."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=Settings().bootstrap_servers, request_timeout_ms=30_000
+    )
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if any(s in t for s in suffixes)]
+        for start in range(0, len(names), 200):
+            await admin.delete_topics(names[start : start + 200])
+        return len(names)
+    finally:
+        await admin.close()
 
 
 def settings_for(env: dict[str, str]) -> Settings:
