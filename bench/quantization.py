@@ -1,8 +1,10 @@
-"""The bandwidth LSTMs with float and with int8 weights, side by side: speed and accuracy.
+"""The bandwidth LSTMs with float and with int8 weights, side by side: speed, accuracy, and
+whether a window's prediction depends on the other windows of its onnxruntime call.
 
-The float models are read from a git revision (``--float-rev``, the one before
-``scripts/quantize_bandwidth_models.py`` rewrote ``models/artifacts``), the int8 ones from
-the working tree. In one run:
+The int8 models are made here from the shipped float ones with onnxruntime's dynamic
+quantisation (``quantize_dynamic``, QInt8 weights; activations are quantised per call,
+with one scale for the whole input tensor), the float ones' ``novacron`` metadata copied.
+In one run:
 
 - **speed**: bare onnxruntime (the serving session options), the same inputs, batches of
   1, 50 (one consumer batch of 50 links) and 256 (the predictor's largest call);
@@ -10,12 +12,14 @@ the working tree. In one run:
 - **accuracy**: each model registered and activated in its own temporary registry, then
   ``novacron eval bandwidth`` (the real throughput traces, per family) and ``novacron eval
   synthetic`` (each mode's synthetic test split, as in training) through the worker's
-  processor.
+  processor; within ``TOLERANCE`` of the float model's MAE or not;
+- **batch dependence**: 50 real windows predicted in one call and one by one; the
+  largest relative difference. Replay equality (the worker and ``novacron replay`` give
+  the same records however the stream was batched) needs it to be zero.
 
-Ships when every MAE is within ``TOLERANCE`` of the float model's. Writes
-bench/results/quantization.json.
+Writes bench/results/quantization.json. Needs the ``onnx`` package (the train extra).
 
-    .venv/bin/python bench/quantization.py --float-rev 3383e10
+    .venv/bin/python bench/quantization.py
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from agents.settings import Settings  # noqa: E402
 from agents.wiring import open_registry  # noqa: E402
-from models.lstm_predictor import model_name  # noqa: E402
+from models.lstm_predictor import LstmBandwidthPredictor, model_name  # noqa: E402
 from models.onnx_session import open_session  # noqa: E402
+from models.synthetic import synthesize_link_series  # noqa: E402
 from novacron.evaluate import evaluate_bandwidth, evaluate_synthetic  # noqa: E402
 from streams.records import MODES  # noqa: E402
 
@@ -48,16 +52,34 @@ BATCHES = (1, 50, 256)
 DATA = ROOT.parent / "shared" / "data" / "throughput"
 
 
-def float_model(rev: str, mode: str, into: Path) -> Path:
-    path = into / f"{model_name(mode)}-float.onnx"
-    blob = subprocess.run(  # noqa: S603 - git, a fixed path of this repository
-        ["git", "show", f"{rev}:models/artifacts/{model_name(mode)}.onnx"],  # noqa: S607
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout
-    path.write_bytes(blob)
-    return path
+def int8_model(source: Path, target: Path) -> Path:
+    """``source`` with int8 weights (dynamic quantisation), its metadata properties kept."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+    original, quantized = onnx.load(source), onnx.load(target)
+    have = {p.key for p in quantized.metadata_props}
+    for prop in original.metadata_props:
+        if prop.key not in have:
+            quantized.metadata_props.append(prop)
+    onnx.save(quantized, target)
+    return target
+
+
+def batch_dependence(files: dict[str, Path], mode: str) -> dict[str, float]:
+    """Largest relative difference between 50 real windows' point forecasts made in one
+    call and made one window per call."""
+    series = synthesize_link_series(mode, 400, seed=7)
+    out = {}
+    for kind, path in files.items():
+        predictor = LstmBandwidthPredictor.load(path, name=model_name(mode), version=kind)
+        w = predictor.window_steps
+        windows = np.stack([series[i : i + w] for i in range(0, 300, 6)])  # 50 windows
+        together = predictor.predict(windows).point
+        alone = np.array([predictor.predict(windows[i : i + 1]).point[0] for i in range(50)])
+        out[kind] = float(np.max(np.abs(together - alone) / np.abs(alone)))
+    return out
 
 
 def speed(files: dict[str, Path], rounds: int) -> dict[str, Any]:
@@ -109,7 +131,6 @@ def accuracy(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--float-rev", required=True, help="git revision with the float models")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/quantization.json")
     args = parser.parse_args()
@@ -119,9 +140,16 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        shipped = ROOT / "models" / "artifacts"
         files = {
-            "float": {m: float_model(args.float_rev, m, root) for m in MODES},
-            "int8": {m: ROOT / "models" / "artifacts" / f"{model_name(m)}.onnx" for m in MODES},
+            "float": {m: shipped / f"{model_name(m)}.onnx" for m in MODES},
+            "int8": {
+                m: int8_model(shipped / f"{model_name(m)}.onnx", root / f"{m}-int8.onnx")
+                for m in MODES
+            },
+        }
+        report["batch_dependence_max_relative"] = {
+            mode: batch_dependence({k: files[k][mode] for k in files}, mode) for mode in MODES
         }
         report["speed"] = {
             mode: speed({k: files[k][mode] for k in files}, args.rounds) for mode in MODES
@@ -138,6 +166,9 @@ def main() -> None:
     report["accuracy"] = figures
     report["mae_change"] = changes
     report["within_tolerance"] = all(abs(c) <= TOLERANCE for c in changes.values())
+    report["replay_equality_kept"] = all(
+        row["int8"] == 0.0 for row in report["batch_dependence_max_relative"].values()
+    )
     report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     args.output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     for mode, rows in report["speed"].items():
@@ -146,7 +177,11 @@ def main() -> None:
             print(f"{mode:10s} batch {batch:>3s}: {rates} x{row['speed_up']}")
     for name, change in changes.items():
         print(f"MAE change {name}: {change:+.3%}")
-    print(f"within {TOLERANCE:.0%}: {report['within_tolerance']}; wrote {args.output}")
+    print(f"batch dependence: {report['batch_dependence_max_relative']}")
+    print(
+        f"MAE within {TOLERANCE:.0%}: {report['within_tolerance']}; replay equality kept: "
+        f"{report['replay_equality_kept']}; wrote {args.output}"
+    )
 
 
 if __name__ == "__main__":
