@@ -50,7 +50,11 @@ from models.anomaly_fitted import fit_detectors  # noqa: E402
 from models.anomaly_hst import score_and_learn  # noqa: E402
 from models.synthetic_incidents import normal_host  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
-from tests.integration.conftest import isolated_env, settings_for  # noqa: E402
+from tests.integration.conftest import (  # noqa: E402
+    forget_isolated_topics,
+    isolated_env,
+    settings_for,
+)
 
 KEYS = 50
 
@@ -429,4 +433,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        forget_isolated_topics()  # the workers' topics: a local broker keeps every run's

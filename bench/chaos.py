@@ -54,6 +54,7 @@ from novacron.demo import start_worker, wait_healthy  # noqa: E402
 from novacron.stack_processes import our_pid, stack_paths, stop_process  # noqa: E402
 from tests.integration.conftest import (  # noqa: E402
     RedisServer,
+    forget_isolated_topics,
     free_port,
     isolated_env,
     settings_for,
@@ -398,4 +399,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        forget_isolated_topics()  # the workers' topics: a local broker keeps every run's

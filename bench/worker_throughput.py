@@ -33,7 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.settings import Settings  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
-from tests.integration.conftest import isolated_env, settings_for  # noqa: E402
+from tests.integration.conftest import (  # noqa: E402
+    forget_isolated_topics,
+    isolated_env,
+    settings_for,
+)
 
 LINKS = 50
 WARM_UP = 10
@@ -210,4 +214,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        forget_isolated_topics()  # the workers' topics: a local broker keeps every run's

@@ -111,6 +111,12 @@ def delete_isolated_topics() -> Iterator[None]:
     broker that keeps every run's topics (thousands of partitions after a few runs of
     ``make test``) runs out of heap."""
     yield
+    forget_isolated_topics()
+
+
+def forget_isolated_topics() -> None:
+    """Delete the topics of the isolated environments made so far in this process (the
+    session fixture, and the benchmarks that start workers, call it when they end)."""
     if ISOLATED:
         with contextlib.suppress(Exception):  # a stopped broker keeps them: nothing to do
             run(delete_topics_of(sorted(ISOLATED)))
