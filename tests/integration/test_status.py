@@ -19,7 +19,7 @@ from agents.connections import kafka_options
 from agents.group import GroupInspector
 from agents.settings import Settings
 
-from .conftest import WorkerHandle, collect, run, send
+from .conftest import ISOLATED, WorkerHandle, collect, run, send
 from .test_worker_round_trip import WARM_UP, link_message
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,9 @@ def test_lag_is_end_minus_committed_from_the_broker() -> None:
     """Seven messages on one partition: a group that never committed is 7 behind; after
     it commits offset 3 it is 4 behind, whatever another group did."""
     settings = Settings()
-    topic = f"test.lag.{uuid.uuid4().hex[:8]}"
+    suffix = uuid.uuid4().hex[:8]
+    ISOLATED.add(suffix)  # deleted when the session ends
+    topic = f"test.lag.{suffix}"
     run(send(settings, topic, [(b"k", f"{i}".encode()) for i in range(7)]))
     group = f"test-lag-{uuid.uuid4().hex[:8]}"
 
