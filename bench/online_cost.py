@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stage_costs import batches  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
 from agents.wiring import model_source, pipeline_for  # noqa: E402
@@ -40,7 +42,7 @@ from models.serving import ModelHolder  # noqa: E402
 from models.synthetic import synthesize_link_series  # noqa: E402
 from online.link import LinkOnline  # noqa: E402
 from streams.pipeline import RawMessage, TelemetryPipeline  # noqa: E402
-from streams.records import ModelRef, SourceRef  # noqa: E402
+from streams.records import ModelRef  # noqa: E402
 from streams.store import InMemoryWindowStore  # noqa: E402
 
 LINKS = 50
@@ -48,22 +50,7 @@ LINKS = 50
 
 def link_batches(samples: int, links: int = LINKS) -> list[list[RawMessage]]:
     """One batch per time step, one sample of every link in it."""
-    series = [synthesize_link_series("internet", samples, seed=k) for k in range(links)]
-    batches = []
-    for i in range(samples):
-        batch = []
-        for k, rows in enumerate(series):
-            value = {
-                "event_id": f"ol-{k}-{i}",
-                "link_id": f"ol-{k}",
-                "ts": 1.76e9 + i,
-                "mode": "internet",
-                "bandwidth_mbps": round(float(rows[i, 0]), 3),
-                "latency_ms": round(float(rows[i, 1]), 3),
-            }
-            batch.append(RawMessage(orjson.dumps(value), SourceRef("telemetry.link.v1", 0, i)))
-        batches.append(batch)
-    return batches
+    return batches("internet", 1, samples, links)
 
 
 def _pipeline(settings: Settings, holder: ModelHolder) -> TelemetryPipeline:

@@ -43,11 +43,11 @@ from scaling_sim import TRACES  # noqa: E402
 
 from models.demand_traces import DemandTrace, load_trace  # noqa: E402
 from models.hpa import HpaSettings  # noqa: E402
-from models.scaling import CapacityController  # noqa: E402
 from models.scaling_comparison import (  # noqa: E402
     HPA_TARGETS,
     MAX_EXTRA_COST,
     MIN_FEWER_VIOLATIONS,
+    controller_for,
 )
 from models.scaling_policy import POLICIES  # noqa: E402
 from models.simulation import (  # noqa: E402
@@ -138,13 +138,7 @@ def limits(trace: DemandTrace, forecasts: TraceForecasts) -> dict[str, Any]:
     for target in TARGETS:
         for weight in WEIGHTS:
             s = base.with_(target_utilisation=target, violation_weight=weight)
-            controller = CapacityController(
-                model.capacity_per_instance,
-                "PREDICTIVE",
-                s,
-                ready_delay_s=model.ready_delay_s,
-                sla_utilisation=model.sla_utilisation,
-            )
+            controller = controller_for(model, "PREDICTIVE", s)
             setting = {"target_utilisation": target, "violation_weight": weight}
             add("predictive", setting, ControllerScaler(controller, forecasts, step))
     for hours in HOLD_HOURS:

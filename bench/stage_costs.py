@@ -117,10 +117,10 @@ class TimedProcessor:
         return getattr(self._inner, name)
 
 
-def batches(mode: str, per_message: int, steps: int) -> list[list[RawMessage]]:
+def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list[list[RawMessage]]:
     """The worker's batches: with one sample per message, one message per link and step;
     with 100, one message per link holding its next 100 samples."""
-    series = [synthesize_link_series(mode, steps, seed=k) for k in range(LINKS)]
+    series = [synthesize_link_series(mode, steps, seed=k) for k in range(links)]
     out: list[list[RawMessage]] = []
     offset = 0
     for start in range(0, steps, per_message):

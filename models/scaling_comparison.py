@@ -142,7 +142,7 @@ def compare_policies(
     run(ORACLE, OracleScaler(demand, model, step, 0.6), oracle_settings)
     for policy in policies:
         settings = POLICIES[policy]
-        scaler = ControllerScaler(_controller(model, policy, settings), forecasts, step)
+        scaler = ControllerScaler(controller_for(model, policy, settings), forecasts, step)
         run(ours_name(policy), scaler, settings.as_dict())
     name = forecasts.model if forecasts is not None else "none"
     return Comparison(trace.name, step, trace.minutes, trace.missing_steps, model, name, runs)
@@ -184,7 +184,7 @@ def sweep_frontier(
         base = POLICIES[policy]
         for weight_factor, target_factor in OURS_SWEEP:
             settings = swept_settings(base, weight_factor, target_factor)
-            controller = _controller(model, policy, settings)
+            controller = controller_for(model, policy, settings)
             setting = {
                 "target_utilisation": settings.target_utilisation,
                 "violation_weight": settings.violation_weight,
@@ -308,7 +308,10 @@ def best_ours(comparison: Comparison) -> str | None:
     return pick.name
 
 
-def _controller(model: CapacityModel, policy: str, settings: PolicySettings) -> CapacityController:
+def controller_for(
+    model: CapacityModel, policy: str, settings: PolicySettings
+) -> CapacityController:
+    """Our controller of ``policy`` with ``settings``, on ``model``'s capacity and bounds."""
     return CapacityController(
         model.capacity_per_instance,
         policy,
