@@ -1,13 +1,17 @@
-"""End-to-end samples/s of the worker, beside a bare aiokafka consume-decode-produce loop.
+"""End-to-end samples/s of the worker, beside bare consume-decode-produce loops.
 
-Measured in one run on the local stack (``novacron stack up``), each case repeated:
+Measured in one run on the local stack (``novacron stack up``), each case repeated, for
+the links of ``--mode`` (internet or datacenter):
 
 * ``worker-single``: one sample per message through ``novacron worker``.
 * ``worker-batch100``: 100 samples per message through ``novacron worker``.
-* ``...-online-gain``: the same two with ``NOVACRON_ONLINE_GAIN=true``, the cost of the
-  per-link online gain measured beside the default.
-* ``bare-aiokafka``: consume single-sample messages, ``orjson.loads``, produce one small
-  record per sample; no validation, windows or model: the ceiling of the transport.
+* ``...-online-gain`` (with ``--online-gain``): the same two with
+  ``NOVACRON_ONLINE_GAIN=true``, the cost of the per-link online gain beside the default.
+* ``bare-aiokafka-single`` / ``bare-aiokafka-batch100``: aiokafka consumes the same
+  messages, ``orjson.loads`` each, produces one small record per sample; no validation,
+  windows or model: the ceiling of the transport.
+* ``bare-faust-single``: a bare Faust agent (``bench/bare_faust.py``) does the same per
+  single-sample event: the ceiling of Faust's per-event machinery.
 
 Time runs from the first input sent to the last output received. Usage::
 
@@ -19,8 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.settings import Settings  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
 from tests.integration.conftest import (  # noqa: E402
+    ISOLATED,
     forget_isolated_topics,
+    free_port,
     isolated_env,
     settings_for,
 )
@@ -43,13 +52,13 @@ LINKS = 50
 WARM_UP = 10
 
 
-def samples(n: int) -> list[dict[str, object]]:
+def samples(n: int, mode: str = "internet") -> list[dict[str, object]]:
     return [
         {
             "event_id": f"b-{i}",
             "link_id": f"link-{i % LINKS}",
             "ts": 1.76e9 + i // LINKS,
-            "mode": "internet",
+            "mode": mode,
             "bandwidth_mbps": 300.0 + (i * 7919) % 400,
             "latency_ms": 40.0 + i % 9,
         }
@@ -112,8 +121,8 @@ async def count_until(settings: Settings, topic: str, expected: int, timeout_s: 
     return last
 
 
-async def worker_case(settings: Settings, n: int, batch: int) -> float:
-    msgs = messages(samples(n), batch)
+async def worker_case(settings: Settings, n: int, batch: int, mode: str) -> float:
+    msgs = messages(samples(n, mode), batch)
     expected = n - LINKS * (WARM_UP - 1)
     counter = asyncio.create_task(count_until(settings, settings.topics.predictions, expected, 600))
     await asyncio.sleep(1.0)
@@ -122,8 +131,10 @@ async def worker_case(settings: Settings, n: int, batch: int) -> float:
     return n / (finished - started)
 
 
-async def bare_case(settings: Settings, n: int, tag: str) -> float:
+async def bare_case(settings: Settings, msgs: list[tuple[bytes, bytes, int]], tag: str) -> float:
+    """The bare aiokafka loop on ``msgs``: one small record produced per sample."""
     source, sink = f"bench.{tag}.bare-in", f"bench.{tag}.bare-out"
+    ISOLATED.add(f"bench.{tag}.")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in (source, sink)])
@@ -137,6 +148,7 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=2, acks=-1)
     await consumer.start()
     await producer.start()
+    n = sum(count for _, _, count in msgs)
 
     async def loop() -> None:
         done = 0
@@ -144,19 +156,20 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
             for records in (await consumer.getmany(timeout_ms=100, max_records=500)).values():
                 for record in records:
                     value = orjson.loads(record.value)
-                    out = {
-                        "link_id": value["link_id"],
-                        "ts": value["ts"],
-                        "pred": value["bandwidth_mbps"],
-                    }
-                    await producer.send(sink, orjson.dumps(out), key=record.key)
-                    done += 1
+                    for sample in value.get("samples", (value,)):
+                        out = {
+                            "link_id": sample["link_id"],
+                            "ts": sample["ts"],
+                            "pred": sample["bandwidth_mbps"],
+                        }
+                        await producer.send(sink, orjson.dumps(out), key=record.key)
+                        done += 1
             await consumer.commit()
 
     task = asyncio.create_task(loop())
     counter = asyncio.create_task(count_until(settings, sink, n, 600))
     await asyncio.sleep(1.0)
-    started = await produce_all(settings, source, messages(samples(n), 1))
+    started = await produce_all(settings, source, msgs)
     finished = await counter
     await task
     await consumer.stop()
@@ -164,13 +177,84 @@ async def bare_case(settings: Settings, n: int, tag: str) -> float:
     return n / (finished - started)
 
 
-def run_worker_cases(n_single: int, n_batch: int, repeat: int) -> dict[str, list[float]]:
+def bare_faust_case(msgs: list[tuple[bytes, bytes, int]], tag: str) -> float:
+    """The bare Faust agent (bench/bare_faust.py) on ``msgs``."""
+    settings = Settings()
+    ISOLATED.update((f"bench.{tag}.", f"bare-faust-{tag}"))  # its topics, Faust's own too
+    source, sink = f"bench.{tag}.faust-in", f"bench.{tag}.faust-out"
+    port = free_port()
+    env = {
+        "BARE_APP_ID": f"bare-faust-{tag}",
+        "BARE_SOURCE": source,
+        "BARE_SINK": sink,
+        "BARE_WEB_PORT": str(port),
+    }
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        topics = [NewTopic(t, settings.topic_partitions, 1) for t in (source, sink)]
+        await admin.create_topics(topics)
+        await admin.close()
+
+    asyncio.run(create())
+    log = Path(".novacron/logs") / f"bench-bare-faust-{tag}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+            [sys.executable, str(Path(__file__).with_name("bare_faust.py")), "worker",
+             "--loglevel", "warn"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+        )  # fmt: skip
+    try:
+        wait_listening(port, proc)
+
+        async def measure() -> float:
+            n = sum(count for _, _, count in msgs)
+            counter = asyncio.create_task(count_until(settings, sink, n, 600))
+            await asyncio.sleep(1.0)
+            started = await produce_all(settings, source, msgs)
+            return n / (await counter - started)
+
+        return asyncio.run(measure())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    """Until the Faust app's web server answers (it starts once the app is running) and
+    its agent holds its partitions."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"the bare Faust app exited with code {proc.returncode}; see its log"
+            raise RuntimeError(msg)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                time.sleep(5.0)  # the group's first assignment
+                return
+        except OSError:
+            time.sleep(0.5)
+    msg = f"the bare Faust app did not listen on {port} within {timeout_s:.0f} s"
+    raise RuntimeError(msg)
+
+
+def run_worker_cases(
+    n_single: int, n_batch: int, repeat: int, mode: str, online_gain: bool
+) -> dict[str, list[float]]:
+    gains = (("", "false"), ("-online-gain", "true")) if online_gain else (("", "false"),)
     cases = [
         (f"worker-{shape}{suffix}", n, batch, gain)
         for shape, n, batch in (("single", n_single, 1), ("batch100", n_batch, 100))
-        for suffix, gain in (("", "false"), ("-online-gain", "true"))
+        for suffix, gain in gains
     ]
-    results: dict[str, list[float]] = {case[0]: [] for case in cases} | {"bare-aiokafka": []}
+    bare = {
+        "bare-aiokafka-single": messages(samples(n_single, mode), 1),
+        "bare-aiokafka-batch100": messages(samples(n_batch, mode), 100),
+    }
+    results: dict[str, list[float]] = {case[0]: [] for case in cases} | {
+        name: [] for name in (*bare, "bare-faust-single")
+    }
     for r in range(repeat):
         for case, n, batch, gain in cases:
             env = isolated_env(f"bench-{case}-{r}") | {"NOVACRON_ONLINE_GAIN": gain}
@@ -179,16 +263,32 @@ def run_worker_cases(n_single: int, n_batch: int, repeat: int) -> dict[str, list
             proc = start_worker(settings, log, env)
             try:
                 wait_healthy(settings, proc, timeout_s=120)
-                rate = asyncio.run(worker_case(settings, n, batch))
+                rate = asyncio.run(worker_case(settings, n, batch, mode))
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
             results[case].append(rate)
             print(f"{case} run {r}: {rate:,.0f} samples/s", flush=True)
-        rate = asyncio.run(bare_case(Settings(), n_single, f"{int(time.time())}-{r}"))
-        results["bare-aiokafka"].append(rate)
-        print(f"bare-aiokafka run {r}: {rate:,.0f} samples/s", flush=True)
+        for name, msgs in bare.items():
+            rate = asyncio.run(bare_case(Settings(), msgs, f"{int(time.time())}-{name}-{r}"))
+            results[name].append(rate)
+            print(f"{name} run {r}: {rate:,.0f} samples/s", flush=True)
+        rate = bare_faust_case(bare["bare-aiokafka-single"], f"{int(time.time())}-{r}")
+        results["bare-faust-single"].append(rate)
+        print(f"bare-faust-single run {r}: {rate:,.0f} samples/s", flush=True)
     return results
+
+
+def ratios(medians: dict[str, float]) -> dict[str, float]:
+    """The issue's yardsticks: the worker against the bare loops on the same messages."""
+    return {
+        "worker-single / bare-faust-single": medians["worker-single"]
+        / medians["bare-faust-single"],
+        "worker-single / bare-aiokafka-single": medians["worker-single"]
+        / medians["bare-aiokafka-single"],
+        "worker-batch100 / bare-aiokafka-batch100": medians["worker-batch100"]
+        / medians["bare-aiokafka-batch100"],
+    }
 
 
 def main() -> None:
@@ -198,19 +298,28 @@ def main() -> None:
     )
     parser.add_argument("--batch-samples", type=int, default=100_000, help="samples per batch run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mode", choices=("internet", "datacenter"), default="internet")
+    parser.add_argument(
+        "--online-gain", action="store_true", help="also the worker with NOVACRON_ONLINE_GAIN"
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/worker_throughput.json"))
     args = parser.parse_args()
-    results = run_worker_cases(args.samples, args.batch_samples, args.repeat)
+    results = run_worker_cases(
+        args.samples, args.batch_samples, args.repeat, args.mode, args.online_gain
+    )
+    medians = {k: statistics.median(v) for k, v in results.items()}
     summary = {
         "command": " ".join(sys.argv),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "samples_per_s_median": {k: statistics.median(v) for k, v in results.items()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "mode": args.mode,
+        "samples_per_s_median": medians,
+        "ratios_of_medians": ratios(medians),
         "samples_per_s_runs": results,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary["samples_per_s_median"], indent=2))
+    print(json.dumps({"medians": medians, "ratios": summary["ratios_of_medians"]}, indent=2))
 
 
 if __name__ == "__main__":
