@@ -113,6 +113,7 @@ async def steady(
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
     await producer.start()
     latencies: list[tuple[float, float]] = []  # (seconds into the run, latency s)
+    produced: list[float] = []  # the record's produced_at minus the sample's ts
     rss: list[tuple[float, float]] = []
     sent = 0
     started = time.time()
@@ -123,9 +124,11 @@ async def steady(
             for records in (await consumer.getmany(timeout_ms=50)).values():
                 now = time.time()
                 for record in records:
-                    ts = orjson.loads(record.value)["ts"]
+                    value = orjson.loads(record.value)
+                    ts = value["ts"]
                     if ts >= started:  # the burst's predictions are not this run's
                         latencies.append((now - started, now - ts))
+                        produced.append(value["produced_at"] - ts)
 
     async def sample_rss() -> None:
         while not stop.is_set():
@@ -149,7 +152,7 @@ async def steady(
         await asyncio.gather(receiver, sampler)
         await producer.stop()
         await consumer.stop()
-    return {"sent": sent, "latencies": latencies, "rss": rss}
+    return {"sent": sent, "latencies": latencies, "produced": produced, "rss": rss}
 
 
 def percentiles_ms(values: list[float]) -> dict[str, float]:
@@ -184,7 +187,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench/results/latency_rss.json"))
     args = parser.parse_args()
 
-    env = isolated_env("bench-latency")
+    # The worker's own batching (NOVACRON_BATCH_WITHIN_S), not the tests' shorter wait.
+    env = {k: v for k, v in isolated_env("bench-latency").items() if "BATCH_WITHIN" not in k}
     settings = settings_for(env)
     proc = start_worker(settings, Path(".novacron/logs/bench-latency.log"), env)
     try:
@@ -226,6 +230,8 @@ def main() -> None:
         "predictions_expected": expected,
         "latency_after_first_minute": percentiles_ms([v for t, v in lat if t >= 60]),
         "latency_first_minute": percentiles_ms([v for t, v in lat if t < 60]),
+        # Of which in the worker: sample ts to the record's produced_at (whole run).
+        "sample_to_produced_at": percentiles_ms(run["produced"]),
         "latency_per_minute_p99_ms": per_minute_p99_ms(lat),
         "rss_mb": {
             "ready": rss_ready,
