@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from stage_costs import link_sample  # noqa: E402
 from worker_throughput import count_until, produce_all  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
@@ -62,17 +63,9 @@ class Links:
     def sample(self, k: int, ts: float) -> tuple[bytes, bytes]:
         i = self.next[k]
         self.next[k] += 1
-        rows = self.series[k][i % len(self.series[k])]
+        row = self.series[k][i % len(self.series[k])]
         link = f"{self.prefix}-{k}"
-        value = {
-            "event_id": f"{link}-{i}",
-            "link_id": link,
-            "ts": ts,
-            "mode": self.mode,
-            "bandwidth_mbps": round(float(rows[0]), 3),
-            "latency_ms": round(float(rows[1]), 3),
-        }
-        return link.encode(), orjson.dumps(value)
+        return link.encode(), orjson.dumps(link_sample(self.mode, link, i, ts, row))
 
 
 def rss_mb(pid: int) -> float:

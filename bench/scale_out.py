@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from stage_costs import link_sample  # noqa: E402
 from worker_throughput import count_until, produce_all  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
@@ -63,14 +64,7 @@ def messages(n: int) -> list[tuple[bytes, bytes, int]]:
         for k, rows in enumerate(series):
             link = f"so-{k}"
             chunk = [
-                {
-                    "event_id": f"{link}-{i}",
-                    "link_id": link,
-                    "ts": 1.76e9 + i,
-                    "mode": "datacenter",
-                    "bandwidth_mbps": round(float(rows[i, 0]), 3),
-                    "latency_ms": round(float(rows[i, 1]), 3),
-                }
+                link_sample("datacenter", link, i, 1.76e9 + i, rows[i])
                 for i in range(start, min(start + PER_MESSAGE, steps))
             ]
             out.append((link.encode(), orjson.dumps({"samples": chunk}), len(chunk)))
@@ -111,14 +105,15 @@ def one_case(workers: int, msgs: list[tuple[bytes, bytes, int]], tag: str) -> di
         "NOVACRON_TOPIC_PARTITIONS": str(PARTITIONS)
     }
     envs = [base] + [base | {"NOVACRON_WEB_PORT": str(free_port())} for _ in range(workers - 1)]
-    settings = settings_for(base)
+    each = [settings_for(env) for env in envs]
+    settings = each[0]
     procs = []
     try:
-        for n, env in enumerate(envs):
+        for n, (env, own) in enumerate(zip(envs, each, strict=True)):
             log = Path(".novacron/logs") / f"bench-scale-{workers}-{tag}-{n}.log"
-            procs.append(start_worker(settings_for(env), log, env))
-        for env, proc in zip(envs, procs, strict=True):
-            wait_healthy(settings_for(env), proc, timeout_s=180)
+            procs.append(start_worker(own, log, env))
+        for own, proc in zip(each, procs, strict=True):
+            wait_healthy(own, proc, timeout_s=180)
         asyncio.run(members_joined(settings, workers, timeout_s=120))
         stack = Settings()
         client = redis.Redis.from_url(stack.redis_dsn)

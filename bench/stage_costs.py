@@ -117,6 +117,18 @@ class TimedProcessor:
         return getattr(self._inner, name)
 
 
+def link_sample(mode: str, link: str, i: int, ts: float, row: Any) -> dict[str, Any]:
+    """Sample ``i`` of ``link``: the measures of a synthetic series' ``row`` at ``ts``."""
+    return {
+        "event_id": f"{link}-{i}",
+        "link_id": link,
+        "ts": ts,
+        "mode": mode,
+        "bandwidth_mbps": round(float(row[0]), 3),
+        "latency_ms": round(float(row[1]), 3),
+    }
+
+
 def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list[list[RawMessage]]:
     """The worker's batches: with one sample per message, one message per link and step;
     with 100, one message per link holding its next 100 samples."""
@@ -127,14 +139,7 @@ def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list
         batch = []
         for k, rows in enumerate(series):
             samples = [
-                {
-                    "event_id": f"sc-{mode}-{k}-{i}",
-                    "link_id": f"sc-{mode}-{k}",
-                    "ts": 1.76e9 + i,
-                    "mode": mode,
-                    "bandwidth_mbps": round(float(rows[i, 0]), 3),
-                    "latency_ms": round(float(rows[i, 1]), 3),
-                }
+                link_sample(mode, f"sc-{mode}-{k}", i, 1.76e9 + i, rows[i])
                 for i in range(start, min(start + per_message, steps))
             ]
             value = samples[0] if per_message == 1 else {"samples": samples}

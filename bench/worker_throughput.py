@@ -131,14 +131,20 @@ async def worker_case(settings: Settings, n: int, batch: int, mode: str) -> floa
     return n / (finished - started)
 
 
+async def create_topics(settings: Settings, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in names])
+    finally:
+        await admin.close()
+
+
 async def bare_case(settings: Settings, msgs: list[tuple[bytes, bytes, int]], tag: str) -> float:
     """The bare aiokafka loop on ``msgs``: one small record produced per sample."""
     source, sink = f"bench.{tag}.bare-in", f"bench.{tag}.bare-out"
     ISOLATED.add(f"bench.{tag}.")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(t, settings.topic_partitions, 1) for t in (source, sink)])
-    await admin.close()
+    await create_topics(settings, source, sink)
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=settings.bootstrap_servers,
@@ -190,14 +196,7 @@ def bare_faust_case(msgs: list[tuple[bytes, bytes, int]], tag: str) -> float:
         "BARE_WEB_PORT": str(port),
     }
 
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        await admin.start()
-        topics = [NewTopic(t, settings.topic_partitions, 1) for t in (source, sink)]
-        await admin.create_topics(topics)
-        await admin.close()
-
-    asyncio.run(create())
+    asyncio.run(create_topics(settings, source, sink))
     log = Path(".novacron/logs") / f"bench-bare-faust-{tag}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and script
