@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.settings import Settings  # noqa: E402
 from models.anomaly import AnomalyEnsemble, KeyEnsemble, Recipe, _raw_detectors, _Tape  # noqa: E402
-from models.anomaly_fitted import fit_detectors  # noqa: E402
+from models.anomaly_fitted import fit_detectors, restore_hst  # noqa: E402
 from models.anomaly_hst import score_and_learn  # noqa: E402
 from models.synthetic_incidents import normal_host  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
@@ -163,7 +163,8 @@ def _costs(metrics: dict[str, np.ndarray], repeat: int) -> dict[str, float]:
     span = values.max(axis=0) + 1.0
     scaled = np.clip(values / span, 0, 1)
     feats = [dict(zip(metrics, row.tolist(), strict=True)) for row in scaled]
-    river = hst.to_model()
+    river = warm._new_hst()
+    restore_hst(river, warm.names, hst.state())
 
     def river_online() -> None:
         for f in feats[:N_SCORE]:

@@ -71,7 +71,6 @@ from streams.records import MetricView
 from .anomaly_fitted import (
     FittedDetectors,
     fit_detectors,
-    hst_state,
     restore_hst,
     scores_many,
 )
@@ -1012,7 +1011,7 @@ class KeyEnsemble:
         elif self.hst is not None and due:
             # A checkpoint per period_every samples; a restore relearns the samples since
             # (their values are kept), so the trees are exact without a dump per batch.
-            fields["hst"] = _frame_hst(self.t, hst_state(self.hst.to_model()))
+            fields["hst"] = _frame_hst(self.t, self.hst.state())
             self._hst_saved = self.t
         if self._fit_changed:
             fields["fit"] = b"" if self.fitted is None else self.fitted.to_bytes()

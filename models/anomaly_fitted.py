@@ -53,7 +53,10 @@ __all__ = [
     "FittedLOF",
     "FittedSVM",
     "fit_detectors",
+    "HstShape",
+    "hst_fingerprint",
     "hst_state",
+    "pack_hst_state",
     "restore_hst",
     "robust_scaling",
 ]
@@ -877,19 +880,42 @@ def hst_state(model: HalfSpaceTrees) -> bytes:
     nodes.
     """
     nodes = _hst_nodes(model)
-    masses = _hst_masses(nodes)
+    shape = HstShape(model.n_trees, model.height, model.window_size, _hst_fingerprint(nodes))
+    return pack_hst_state(shape, model.counter, bool(model._first_window), _hst_masses(nodes))
+
+
+@dataclass(frozen=True, slots=True)
+class HstShape:
+    """What a :func:`hst_state` header says of the trees besides their masses."""
+
+    n_trees: int
+    height: int
+    window_size: int
+    fingerprint: int
+    """:func:`_hst_fingerprint` of the grown trees (0 for trees not grown)."""
+
+
+def pack_hst_state(shape: HstShape, counter: int, first_window: bool, masses: np.ndarray) -> bytes:
+    """:func:`hst_state`'s bytes from its parts: ``masses`` is (n_nodes, 2) in River's
+    node order (see :func:`_hst_nodes`); the array form of the trees writes its state
+    with this, without River's node objects."""
     header = _HST_HEADER.pack(
         _HST_MAGIC,
         HST_FORMAT_VERSION,
-        model.n_trees,
-        model.height,
-        model.window_size,
-        model.counter,
-        bool(model._first_window),
+        shape.n_trees,
+        shape.height,
+        shape.window_size,
+        counter,
+        bool(first_window),
         masses.shape[0],
-        _hst_fingerprint(nodes),
+        shape.fingerprint,
     )
     return header + _pack_masses(masses)
+
+
+def hst_fingerprint(model: HalfSpaceTrees) -> int:
+    """The fingerprint of a model's grown trees, as its :func:`hst_state` header has it."""
+    return _hst_fingerprint(_hst_nodes(model))
 
 
 def _read_hst_state(state: bytes) -> tuple[tuple[Any, ...], np.ndarray]:
