@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import faust
 
@@ -25,5 +26,11 @@ def run_worker(
     asyncio.run(ensure_topics(settings))
     models = ModelHolder(source or model_source(settings))
     app, _ctx = create_app(settings, models)
+    # What is loaded now (modules, models, the app) lives as long as the process: frozen,
+    # it is out of the collector's sight, and a full collection walks only what the
+    # batches make (bench/worker_heap.py, 200 links: a full collection takes 24 ms
+    # instead of 138 ms, and the longest pause of a run is 39 ms instead of 162 ms).
+    gc.collect()
+    gc.freeze()
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
