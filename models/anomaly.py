@@ -130,13 +130,9 @@ class Recipe:
             learned detectors' joint voice alone needs a likelihood of 0.59 to reach
             the default threshold.
         min_fit: samples before the first fit of the fitted detectors.
-        fit_spread: the first fit of a key comes ``min_fit`` plus a fixed share of this
-            many samples (by the key's name) in: keys that start together (a worker or
-            a site starting) would otherwise all fit at the same sample, and scoring
-            would wait for every fit at once (200 fits of about 30 ms).
         refit_every: samples between fits (a fit costs about 30 ms of CPU, most of it
             scikit-learn's per-tree overhead: every 2048 samples it is about 15 µs a
-            sample; NAB scored 64.6 with it, 64.5 refitting every 512, before ``fit_spread``).
+            sample; NAB scored 64.6 with it, 64.5 refitting every 512).
         fit_lag: samples between a fit's request and its use (it runs meanwhile in a
             background thread; the same sample in replay and in the worker).
         fit_rows: rows a fit learns from (the newest).
@@ -168,7 +164,6 @@ class Recipe:
     )
     weights: Mapping[str, float] = field(default_factory=lambda: {"learned": 0.85})
     min_fit: int = 128
-    fit_spread: int = 64
     refit_every: int = 2048
     fit_lag: int = 16
     fit_rows: int = 256
@@ -197,17 +192,6 @@ _LOG_DENOMINATOR = math.log(1.0 - 0.9999999999)
 
 def _seed(key: str) -> int:
     return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
-
-
-def first_fit_at(recipe: Recipe, key: str) -> int:
-    """The sample at which ``key`` asks for its first fit (see ``Recipe.fit_spread``);
-    it scores with it ``fit_lag`` samples later.
-
-    Examples:
-        >>> first_fit_at(Recipe(), "link-a") - Recipe().min_fit in range(Recipe().fit_spread)
-        True
-    """
-    return recipe.min_fit + _seed(key) % max(recipe.fit_spread, 1)
 
 
 # -- histories --------------------------------------------------------------------
@@ -942,8 +926,7 @@ class KeyEnsemble:
 
     def _fit_due(self, n: int) -> bool:
         r = self.recipe
-        first = first_fit_at(r, self.key)
-        due = n == first or (n > first and n - self.fit_at >= r.refit_every)
+        due = n == r.min_fit or (n > r.min_fit and n - self.fit_at >= r.refit_every)
         return due and self.pending_at is None
 
     def _new_hst(self) -> HalfSpaceTrees:

@@ -4,7 +4,6 @@ detectors' start, new metrics, and a re-baselined key's persisted state."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cache
@@ -13,14 +12,7 @@ import numpy as np
 import pytest
 
 from agents.settings import Settings
-from models.anomaly import (
-    DETECTORS,
-    FITTED,
-    AnomalyEnsemble,
-    KeyEnsemble,
-    Recipe,
-    first_fit_at,
-)
+from models.anomaly import DETECTORS, FITTED, AnomalyEnsemble, KeyEnsemble, Recipe
 from models.nab import DEFAULT_PROFILES, LabelledSeries, normalised, null_and_perfect, score_file
 from models.synthetic_incidents import incident_host, normal_host
 from novacron.eval_anomalies import THRESHOLDS, openings
@@ -215,9 +207,8 @@ def test_scores_do_not_depend_on_batching_or_a_restore(
         assert np.array_equal(got[name], want[name]), name
     # the run covered the first fit, a refit and an alertable incident
     recipe = BATCH_RECIPE
-    first_fitted = first_fit_at(recipe, "host-b") + recipe.fit_lag
-    assert not want["fitted"][:first_fitted].any()
-    assert want["fitted"][first_fitted:].all()
+    assert not want["fitted"][: recipe.min_fit + recipe.fit_lag].any()
+    assert want["fitted"][recipe.min_fit + recipe.fit_lag :].all()
     assert want["score"].max() > 0.0
 
 
@@ -291,8 +282,7 @@ def test_a_spike_in_one_metric_of_five_gets_the_largest_contribution(metric: str
 
 def test_fitted_only_after_min_fit_and_fit_lag_samples() -> None:
     recipe = Recipe()
-    first_fitted = first_fit_at(recipe, "h") + recipe.fit_lag
-    assert first_fitted > recipe.min_fit + recipe.fit_lag  # "h" is not at the spread's start
+    first_fitted = recipe.min_fit + recipe.fit_lag
     samples = host_samples("none", first_fitted + 40, 0, 0, 9)
     scores = score_in_runs(AnomalyEnsemble(recipe).new("h"), samples, 25)
     flags = [s.fitted for s in scores]
@@ -301,16 +291,6 @@ def test_fitted_only_after_min_fit_and_fit_lag_samples() -> None:
     assert not set(FITTED) & set(scores[first_fitted - 1].detectors)
     assert set(FITTED) <= set(scores[first_fitted].detectors)
     assert set(scores[-1].detectors) <= set(DETECTORS)
-
-
-def test_keys_that_start_together_fit_at_different_samples() -> None:
-    recipe = Recipe()
-    firsts = [first_fit_at(recipe, f"link-{k}") for k in range(200)]
-    assert all(recipe.min_fit <= f < recipe.min_fit + recipe.fit_spread for f in firsts)
-    # 200 keys over 64 samples: no sample asks for more than a handful of fits
-    assert max(Counter(firsts).values()) <= 10
-    assert len(set(firsts)) >= 50
-    assert first_fit_at(recipe, "link-7") == first_fit_at(recipe, "link-7")  # replay agrees
 
 
 def test_a_young_key_is_silent() -> None:
