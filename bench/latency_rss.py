@@ -8,7 +8,8 @@ One worker on the local stack, every shipped processor on, single-sample message
 2. **Steady run.** Samples are then sent at ``--load`` (default 0.5) of that rate for
    ``--minutes``. For every prediction received the latency is the receive time minus
    the sample's ``ts`` (sample time to prediction received); the worker's RSS
-   (``/proc/<pid>/status``) is read every ``--rss-every`` seconds.
+   (``/proc/<pid>/status``) is read every ``--rss-every`` seconds. ``--rate`` sets the
+   steady rate in samples/s instead (two trees compared at the same rate).
 
 Reported: latency p50/p90/p99/max over the steady run (its first minute left out as
 warm-up, reported apart), the RSS series, and RSS growth from the second minute to the
@@ -175,6 +176,13 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=200)
     parser.add_argument("--burst", type=int, default=20_000, help="samples of the burst")
     parser.add_argument("--load", type=float, default=0.5, help="share of the maximum rate")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="samples/s of the steady run instead of --load x the maximum (to compare two "
+        "trees at the same rate)",
+    )
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rss-every", type=float, default=10.0, help="seconds")
     parser.add_argument("--output", type=Path, default=Path("bench/results/latency_rss.json"))
@@ -191,7 +199,7 @@ def main() -> None:
         maximum = asyncio.run(
             burst(settings, Links(args.mode, args.links, steps, "lb"), args.burst)
         )
-        rate = args.load * maximum
+        rate = args.rate or args.load * maximum
         print(f"maximum {maximum:,.0f} samples/s; steady run at {rate:,.0f}/s", flush=True)
         seconds = 60 * args.minutes
         links = Links(args.mode, args.links, int(rate * seconds / args.links) + 10, "ls")
