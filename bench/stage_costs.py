@@ -149,10 +149,8 @@ def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list
     return out
 
 
-async def run_case(
-    mode: str, per_message: int, repeat: int, holder: ModelHolder, entry_memory: bool = True
-) -> dict[str, Any]:
-    settings = Settings()
+def bench_store(settings: Settings) -> tuple[aioredis.Redis, RedisWindowStore]:
+    """A window store on the local Redis under a prefix of its own (see :func:`drop_store`)."""
     client = aioredis.from_url(settings.redis_dsn)
     store = RedisWindowStore(
         client,
@@ -160,6 +158,22 @@ async def run_case(
         prefix=f"novacron-bench:{uuid.uuid4().hex}",
         unavailable=(redis.exceptions.RedisError, OSError),
     )
+    return client, store
+
+
+async def drop_store(client: aioredis.Redis, store: RedisWindowStore) -> None:
+    """Delete what a :func:`bench_store` wrote and close its client."""
+    keys = [k async for k in client.scan_iter(match=f"{store.prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def run_case(
+    mode: str, per_message: int, repeat: int, holder: ModelHolder, entry_memory: bool = True
+) -> dict[str, Any]:
+    settings = Settings()
+    client, store = bench_store(settings)
     if not entry_memory:
         store._decoder = EveryEntryDecoded()  # type: ignore[assignment]
     clock = Clock()
@@ -201,10 +215,7 @@ async def run_case(
     finally:
         pipeline_module.DECODERS["link"] = decoder
         ort_session.Session.run = session_run  # type: ignore[method-assign]
-        keys = [k async for k in client.scan_iter(match=f"{store.prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await drop_store(client, store)
     stages = sorted({k for r in runs for k in r})
     median = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in stages}
     total = median.pop("total")

@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -48,27 +47,18 @@ def _rss_mb() -> float:
 
 
 async def _case(freeze: bool, links: int, steps: int) -> dict[str, Any]:
-    import redis.asyncio as aioredis
-    import redis.exceptions
-    from stage_costs import batches
+    from stage_costs import batches, bench_store, drop_store
 
     from agents.settings import Settings
     from agents.wiring import model_source, pipeline_for
     from models.serving import ModelHolder
     from streams.pipeline import RawMessage
     from streams.records import SourceRef
-    from streams.store import RedisWindowStore
 
     settings = Settings()
     holder = ModelHolder(model_source(settings))
     holder.refresh()
-    client = aioredis.from_url(settings.redis_dsn)
-    store = RedisWindowStore(
-        client,
-        capacity=settings.window_size,
-        prefix=f"novacron-bench:{uuid.uuid4().hex}",
-        unavailable=(redis.exceptions.RedisError, OSError),
-    )
+    client, store = bench_store(settings)
     pipe = pipeline_for(settings, holder, store, time.time)
     work = [[m.value for m in batch] for batch in batches("datacenter", 1, steps, links)]
     gc.collect()
@@ -99,10 +89,7 @@ async def _case(freeze: bool, links: int, steps: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - began
     finally:
         gc.callbacks.remove(watch)
-        keys = [k async for k in client.scan_iter(match=f"{store.prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await drop_store(client, store)
     del work
     gc.collect()
     rss_after = _rss_mb()
