@@ -892,7 +892,7 @@ class HstShape:
     height: int
     window_size: int
     fingerprint: int
-    """:func:`_hst_fingerprint` of the grown trees (0 for trees not grown)."""
+    """:func:`_hst_fingerprint` of the grown trees."""
 
 
 def pack_hst_state(shape: HstShape, counter: int, first_window: bool, masses: np.ndarray) -> bytes:
