@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_costs import link_sample  # noqa: E402
+from stage_costs import link_sample, rss_mb  # noqa: E402
 from worker_throughput import count_until, produce_all  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
@@ -67,14 +67,6 @@ class Links:
         row = self.series[k][i % len(self.series[k])]
         link = f"{self.prefix}-{k}"
         return link.encode(), orjson.dumps(link_sample(self.mode, link, i, ts, row))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    msg = f"no VmRSS for process {pid}"
-    raise RuntimeError(msg)
 
 
 async def burst(settings: Settings, links: Links, n: int) -> float:

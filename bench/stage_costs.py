@@ -129,6 +129,15 @@ def link_sample(mode: str, link: str, i: int, ts: float, row: Any) -> dict[str, 
     }
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    msg = f"no VmRSS for process {pid}"
+    raise RuntimeError(msg)
+
+
 def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list[list[RawMessage]]:
     """The worker's batches: with one sample per message, one message per link and step;
     with 100, one message per link holding its next 100 samples."""

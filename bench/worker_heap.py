@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,15 +40,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 CASES = ("unfrozen", "frozen")
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def _case(freeze: bool, links: int, steps: int) -> dict[str, Any]:
-    from stage_costs import batches, bench_store, drop_store
+    from stage_costs import batches, bench_store, drop_store, rss_mb
 
     from agents.settings import Settings
     from agents.wiring import model_source, pipeline_for
@@ -75,7 +69,7 @@ async def _case(freeze: bool, links: int, steps: int) -> dict[str, Any]:
         else:
             pauses.append(time.perf_counter() - started["t"])
 
-    rss_before = _rss_mb()
+    rss_before = rss_mb(os.getpid())
     gc.callbacks.append(watch)
     began = time.perf_counter()
     try:
@@ -92,7 +86,7 @@ async def _case(freeze: bool, links: int, steps: int) -> dict[str, Any]:
         await drop_store(client, store)
     del work
     gc.collect()
-    rss_after = _rss_mb()
+    rss_after = rss_mb(os.getpid())
     full = []
     for _ in range(5):
         t = time.perf_counter()
