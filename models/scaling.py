@@ -168,7 +168,8 @@ class CapacityController:
             return state, None  # a replayed or late sample changes nothing
         demand = _finite(demand)
         s = self.settings
-        window = s.scale_in_window_s
+        # at least the last scale_in_window_steps samples, with half a step for jitter
+        window = max(s.scale_in_window_s, (s.scale_in_window_steps + 0.5) * step_s)
         state.last_ts = ts
         while state.pending and state.pending[0][0] <= ts + _EPS:
             state.pending.pop(0)

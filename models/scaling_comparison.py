@@ -92,11 +92,15 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         """``results.json``: ``{"policies": {name: {"sla_violation_minutes",
-        "cost_instance_minutes", "actions", "settings", ...}}, ...}``."""
+        "cost_instance_minutes", "actions", "settings", ...}}, ...}``; beside them the
+        instances started and the cost in dollars with the design's prices (starts
+        included), which the acceptance test does not use."""
         policies = {}
+        hpa_dollars = self.runs[HPA].summary()["cost_dollars"]
         for name, run in self.runs.items():
             entry = run.summary()
             entry.update(self.ratios(name))
+            entry["cost_dollars_vs_hpa"] = _ratio(entry["cost_dollars"], hpa_dollars)
             entry["kind"] = _kind(name)
             policies[name] = entry
         return {

@@ -8,7 +8,10 @@ engine takes the demand, counts a violation against the capacity ready *before* 
 step's decision (what is asked for now cannot serve now), then lets the autoscaler
 decide. Scale-ins take effect at once, starting instances first. Cost is instance-minutes
 of instances ready or starting after each step's decision; violation minutes are
-violating steps x step minutes.
+violating steps x step minutes. Instances started are counted too: the design's cost
+model charges each start (:class:`~models.scaling_policy.CostModel`), which
+instance-minutes alone do not see, so a policy that flaps (out and in on alternate
+steps) shows its price there.
 
 Autoscalers: Kubernetes' HPA (:mod:`models.hpa`), a static fleet, an oracle that knows
 the demand of the next ``ready_delay_s`` (a reference line, never ours), a trailing-quantile
@@ -32,6 +35,7 @@ from streams.capacity import DemandForecast, Forecaster
 
 from .hpa import HorizontalPodAutoscaler, HpaSettings, HpaState
 from .scaling import CapacityController
+from .scaling_policy import CostModel
 from .scaling_state import TargetState
 
 Progress = Callable[[int], None]
@@ -102,6 +106,7 @@ class PolicyRun:
         actions: steps at which the capacity asked for changed.
         ready: ready instances at each step (before its decision).
         spec: instances asked for after each step's decision.
+        instance_starts: instances asked for by scale-outs, over the trace.
     """
 
     name: str
@@ -111,13 +116,28 @@ class PolicyRun:
     settings: dict[str, Any]
     ready: np.ndarray = field(repr=False)
     spec: np.ndarray = field(repr=False)
+    instance_starts: int = 0
 
-    def summary(self) -> dict[str, Any]:
-        """The figures ``results.json`` reports for this policy."""
+    def summary(self, prices: CostModel | None = None) -> dict[str, Any]:
+        """The figures ``results.json`` reports for this policy; ``cost_dollars`` prices
+        the instance-minutes and the starts with ``prices`` (the design's by default).
+
+        Examples:
+            >>> z = np.zeros(1)
+            >>> PolicyRun("a", 5.0, 600.0, 2, {}, z, z, instance_starts=3).summary()["cost_dollars"]
+            1.2
+        """
+        prices = prices or CostModel()
+        dollars = (
+            self.cost_instance_minutes / 60.0 * prices.instance_hour
+            + self.instance_starts * prices.vm_start
+        )
         return {
             "sla_violation_minutes": self.sla_violation_minutes,
             "cost_instance_minutes": self.cost_instance_minutes,
             "actions": self.actions,
+            "instance_starts": self.instance_starts,
+            "cost_dollars": round(dollars, 2),
             "settings": self.settings,
         }
 
@@ -148,7 +168,7 @@ def simulate(
     spec_out = np.empty(n, dtype=np.int64)
     spec = model.clamp(scaler.start(float(demand[0])))
     ready = spec
-    violations = actions = 0
+    violations = actions = starts = 0
     chunk = 4096
     for i in range(n):
         ready += int(arrivals[i])
@@ -163,6 +183,7 @@ def simulate(
             else:
                 arrivals[i + lag] += new - spec
             actions += 1
+            starts += new - spec
         elif new < spec:
             drop = spec - new
             for j in range(i + lag, i, -1):  # starting instances go first, newest first
@@ -188,6 +209,7 @@ def simulate(
         dict(settings or {}),
         ready_out,
         spec_out,
+        starts,
     )
 
 

@@ -156,16 +156,28 @@ def _print(result: Any) -> None:
     from models.scaling_comparison import HPA, acceptance
 
     verdicts = acceptance(result)["passes"]
+    priced = {name: run.summary()["cost_dollars"] for name, run in result.runs.items()}
+    dollars = {name: v / priced[HPA] if priced[HPA] else None for name, v in priced.items()}
     table = Table(
         title=f"{result.trace}: {result.minutes:.0f} minutes at {result.step_s:.0f} s steps, "
         f"forecaster {result.forecaster}",
-        caption="violations in SLA-violation minutes, cost in instance-minutes; "
-        "pass: >= 50% fewer violations than HPA at <= 5% more cost",
+        caption="violations in SLA-violation minutes, cost in instance-minutes; starts: "
+        "instances started; $/HPA: cost with the design's prices, starts included; "
+        "pass: >= 50% fewer violations than HPA at <= 5% more cost (instance-minutes)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     table.add_column("policy", no_wrap=True, min_width=len("ours-performance_optimized"))
-    for name in ("violations", "cost", "actions", "viol/HPA", "cost/HPA", "pass"):
+    for name in (
+        "violations",
+        "cost",
+        "actions",
+        "starts",
+        "viol/HPA",
+        "cost/HPA",
+        "$/HPA",
+        "pass",
+    ):
         table.add_column(name, justify="right", no_wrap=True)
     for name, run in result.runs.items():
         ratios = result.ratios(name)
@@ -174,8 +186,10 @@ def _print(result: Any) -> None:
             f"{run.sla_violation_minutes:.0f}",
             f"{run.cost_instance_minutes:.0f}",
             str(run.actions),
+            str(run.instance_starts),
             _fmt(ratios["violations_vs_hpa"]),
             _fmt(ratios["cost_vs_hpa"]),
+            _fmt(dollars[name]),
             {True: "yes", False: "no"}.get(verdicts.get(name), "") if name != HPA else "",
         )
     Console(soft_wrap=True, width=max(out.width, 110)).print(table)  # whole numbers

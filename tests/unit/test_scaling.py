@@ -236,7 +236,8 @@ def test_the_lead_time_is_respected_on_a_daily_cycle() -> None:
 
 
 def test_forecast_horizons_short_of_the_ready_delay_fall_back_to_reactive() -> None:
-    c = CapacityController(CAP, "PREDICTIVE", ready_delay_s=600.0)
+    settings = POLICIES["PREDICTIVE"].with_(target_utilisation=0.7)
+    c = CapacityController(CAP, "PREDICTIVE", settings, ready_delay_s=600.0)
     state = c.initial_state(48.0)  # 7 instances at 0.7
     short = DemandForecast((1, 3), np.array([500.0, 500.0]), np.zeros(2), np.full(2, 600.0), 0.8, 1)
     state, d = c.advance(state, 60.0, 42.0, short, 60.0)  # 42 needs 7 at the reactive 0.6
@@ -325,3 +326,25 @@ def test_demand_at_the_edge_of_a_capacity_step_does_not_flap() -> None:
     assert len(actions) > 4  # without the margin it goes out and in again and again
     _, actions = run(CapacityController(CAP, "REACTIVE"), demand)
     assert [a.action for _, a in actions] == ["SCALE_OUT", "SCALE_OUT"]  # 4 -> 5 -> 6, held
+
+
+def test_the_stabilisation_window_holds_the_previous_sample_on_slow_telemetry() -> None:
+    """Sampled every 5 minutes, a 120 s window holds no earlier sample: without the
+    window's minimum of one step the controller goes in on every low sample and out on
+    every high one. With it, alternating demand is held, and a sustained fall still
+    scales in at its second sample."""
+    step = 300.0
+    alternating = [60.0, 30.0] * 20  # needs 10 and 5 instances at 0.6
+    no_minimum = POLICIES["REACTIVE"].with_(scale_in_window_steps=0)
+    _, flaps = run(CapacityController(CAP, "REACTIVE", no_minimum), alternating, step_s=step)
+    assert len(flaps) >= 35  # the failure this guards against: out and in at every sample
+    c = CapacityController(CAP, "REACTIVE")
+    assert c.settings.scale_in_window_steps == 1
+    _, actions = run(c, alternating, step_s=step)
+    assert actions == []
+    falling = [60.0] * 5 + [30.0] * 5
+    _, actions = run(c, falling, step_s=step)
+    # to 6: 5 instances need 5.25 with the hysteresis margin of a quarter instance
+    assert [(t / step, a.action, a.target) for t, a in actions] == [(7.0, "SCALE_IN", 6.0)]
+    with pytest.raises(ValueError, match="scale_in_window_steps"):
+        PolicySettings(scale_in_window_steps=-1)
