@@ -41,8 +41,8 @@ from models.simulation import (  # noqa: E402
 )
 from novacron.simulate_cli import load_forecaster  # noqa: E402
 
-TARGETS = (0.70, 0.78, 0.86)
-WEIGHTS = (5.0, 5.5, 6.0, 6.5, 7.0, 8.0, 10.0)
+TARGETS = (0.78, 0.86, 0.9)
+WEIGHTS = (6.0, 6.5, 7.0, 7.25, 7.5, 8.0, 10.0)
 FEWER, EXTRA = 0.5, 0.05
 
 

@@ -25,7 +25,10 @@ policy's settings):
 - **scale-in** only when the actual demand over the stabilisation window *and* the
   forecast both allow it (never on a forecast alone): to the largest recommendation of
   the window, by at most ``max_step_in`` of the capacity, not within the window after a
-  scale-out and not within the cooldown after a scale-in;
+  scale-out and not within the cooldown after a scale-in. For the actual demand and the
+  time since a scale-out the window spans at least ``scale_in_window_steps`` earlier
+  samples, so slow telemetry (a sample every 5 minutes against a 120 s window) does not
+  scale in on one low sample;
 - **no flapping**: a scale-out within the window after a scale-in only when the SLA is
   at risk (the demand sized for exceeds the SLA utilisation of the current capacity);
 - ``min_instances`` and ``max_instances`` always.
@@ -168,14 +171,18 @@ class CapacityController:
             return state, None  # a replayed or late sample changes nothing
         demand = _finite(demand)
         s = self.settings
-        # at least the last scale_in_window_steps samples, with half a step for jitter
-        window = max(s.scale_in_window_s, (s.scale_in_window_steps + 0.5) * step_s)
+        # the forecast's recommendations are held for the window's seconds (one made a
+        # step ago was sized from older data); the actual demand and the guards
+        # against reversals for at least the last scale_in_window_steps samples too,
+        # with half a step for jitter
+        window = s.scale_in_window_s
+        held = max(window, (s.scale_in_window_steps + 0.5) * step_s)
         state.last_ts = ts
         while state.pending and state.pending[0][0] <= ts + _EPS:
             state.pending.pop(0)
         self._calibrate(state, ts, demand, step_s)
         state.actual.append((ts, demand))
-        _drop_before(state.actual, ts - window)
+        _drop_before(state.actual, ts - held)
         _drop_before(state.recommendations, ts - window)
 
         sizing = self._size(state, ts, demand, forecast, step_s)
@@ -187,7 +194,7 @@ class CapacityController:
         spec = state.spec
 
         if rec > spec:
-            recently_in = ts - state.last_in_ts < window
+            recently_in = ts - state.last_in_ts < held
             at_risk = sizing.demand > self.sla_utilisation * spec * self.capacity_per_instance
             if recently_in and not at_risk:
                 return state, None
@@ -197,7 +204,7 @@ class CapacityController:
             return state, self._act(state, ts, demand, forecast, sizing, target, rule)
 
         if stabilised < spec:
-            if ts - state.last_out_ts < window or ts - state.last_in_ts < s.scale_in_cooldown_s:
+            if ts - state.last_out_ts < held or ts - state.last_in_ts < s.scale_in_cooldown_s:
                 return state, None
             peak = max(d for _, d in state.actual)
             per_instance = self.capacity_per_instance * sizing.actual_utilisation

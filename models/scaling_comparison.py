@@ -39,7 +39,7 @@ ORACLE = "oracle-lead"
 OURS_PREFIX = "ours-"
 HPA_TARGETS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 ORACLE_TARGETS = (0.5, 0.6, 0.7, 0.8)
-OURS_SWEEP = ((4.0, 0.9), (2.0, 0.95), (1.0, 1.0), (0.5, 1.05), (0.25, 1.1))
+OURS_SWEEP = ((4.0, 0.9), (2.0, 0.95), (1.0, 1.0), (0.5, 1.05), (0.25, 1.1), (0.125, 1.15))
 """Our sweep, from cautious to cheap: each policy's violation weight times the first
 number and its target utilisation times the second (at most 0.95); a reactive policy's
 target times the second number squared."""

@@ -35,10 +35,14 @@ class PolicySettings:
         reactive_utilisation: the reactive part's target when ``hybrid``.
         scale_in_window_s: stabilisation: a scale-in goes no lower than the largest
             recommendation of this window, and never within it after a scale-out.
-        scale_in_window_steps: the stabilisation window also holds at least this many
-            earlier samples, whatever the sampling interval: on a trace sampled every
-            5 minutes a 120 s window would otherwise hold none, and the controller would
-            scale in on one low sample and out again on the next (flapping).
+        scale_in_window_steps: for the actual demand and the time since the last
+            action, the stabilisation window holds at least this many earlier samples,
+            whatever the sampling interval: on a trace sampled every 5 minutes a 120 s
+            window would otherwise hold none, and the controller would scale in on one
+            low sample and out again on the next (flapping). The forecast's own
+            recommendations are held for ``scale_in_window_s`` only: one made a sample
+            ago was sized from older data (at a 3-minute lead on 5-minute samples, for a
+            time that has passed), and the current one sees the demand since.
         scale_in_cooldown_s: time between two scale-ins.
         scale_in_margin: hysteresis, in instances: a scale-in to ``n`` instances needs
             the demand sized for to fit ``n - this`` of them, so demand hovering at the
@@ -109,7 +113,7 @@ POLICIES: dict[str, PolicySettings] = {
     # max(actual, calibrated upper bound of the forecast over the lead time). Target and
     # violation weight chosen on the 12 NAB utilisation traces alone (the cheapest grid
     # point with half HPA's violations there), NASA held out: bench/scaling_heldout.py.
-    "PREDICTIVE": PolicySettings(target_utilisation=0.86, quantile=0.995, violation_weight=6.5),
+    "PREDICTIVE": PolicySettings(target_utilisation=0.78, quantile=0.995, violation_weight=7.0),
     # the same bound over the next 15 minutes: capacity ready well before a ramp.
     "PROACTIVE": PolicySettings(
         target_utilisation=0.7,
@@ -120,7 +124,7 @@ POLICIES: dict[str, PolicySettings] = {
     ),
     # a higher target, a lower quantile, a smaller violation weight, a quick scale-in.
     "COST_OPTIMIZED": PolicySettings(
-        target_utilisation=0.9, quantile=0.98, violation_weight=4.0, scale_in_window_s=60.0
+        target_utilisation=0.85, quantile=0.98, violation_weight=5.0, scale_in_window_s=60.0
     ),
     # a lower target, a larger violation weight and a slow scale-in.
     "PERFORMANCE_OPTIMIZED": PolicySettings(
