@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     anomaly: bool = Field(
         True, description="Score host and link telemetry for anomalies and publish alerts."
     )
+    anomaly_fit_process: bool = Field(
+        True,
+        description="Fit the anomaly detectors (about 35 ms each, per key every 2048 "
+        "samples) in one child process rather than a thread of the worker, so the fits "
+        "run on another core and never hold up the event loop.",
+    )
     alert_threshold: float = Field(
         0.5,
         gt=0,

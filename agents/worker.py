@@ -7,6 +7,7 @@ import gc
 
 import faust
 
+from models.anomaly_fitter import fit_in_process
 from models.serving import ModelHolder, ModelSource
 
 from .app import create_app
@@ -24,6 +25,7 @@ def run_worker(
     input partitions; windows live in Redis, so any worker can take any partition.
     """
     asyncio.run(ensure_topics(settings))
+    fit_in_process(settings.anomaly_fit_process)
     models = ModelHolder(source or model_source(settings))
     app, _ctx = create_app(settings, models)
     # What is loaded now (modules, models, the app) lives as long as the process: frozen,

@@ -8,7 +8,8 @@ One worker on the local stack, every shipped processor on, single-sample message
 2. **Steady run.** Samples are then sent at ``--load`` (default 0.5) of that rate for
    ``--minutes``. For every prediction received the latency is the receive time minus
    the sample's ``ts`` (sample time to prediction received); the worker's RSS
-   (``/proc/<pid>/status``) is read every ``--rss-every`` seconds. ``--rate`` sets the
+   (``/proc/<pid>/status``), and its child processes' apart, is read every
+   ``--rss-every`` seconds. ``--rate`` sets the
    steady rate in samples/s instead (two trees compared at the same rate).
 
 Reported: latency p50/p90/p99/max over the steady run (its first minute left out as
@@ -38,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_costs import link_sample, rss_mb  # noqa: E402
+from stage_costs import descendants_rss_mb, link_sample, rss_mb  # noqa: E402
 from worker_throughput import count_until, produce_all  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
@@ -101,6 +102,7 @@ async def steady(
     latencies: list[tuple[float, float]] = []  # (seconds into the run, latency s)
     produced: list[float] = []  # the record's produced_at minus the sample's ts
     rss: list[tuple[float, float]] = []
+    children: list[tuple[float, float]] = []  # the worker's child processes
     sent = 0
     started = time.time()
     stop = asyncio.Event()
@@ -119,6 +121,7 @@ async def steady(
     async def sample_rss() -> None:
         while not stop.is_set():
             rss.append((time.time() - started, rss_mb(pid)))
+            children.append((time.time() - started, descendants_rss_mb(pid)))
             await asyncio.sleep(rss_every)
 
     receiver = asyncio.create_task(receive())
@@ -138,7 +141,13 @@ async def steady(
         await asyncio.gather(receiver, sampler)
         await producer.stop()
         await consumer.stop()
-    return {"sent": sent, "latencies": latencies, "produced": produced, "rss": rss}
+    return {
+        "sent": sent,
+        "latencies": latencies,
+        "produced": produced,
+        "rss": rss,
+        "children_rss": children,
+    }
 
 
 def percentiles_ms(values: list[float]) -> dict[str, float]:
@@ -233,6 +242,13 @@ def main() -> None:
             "max": max(mb for _, mb in rss),
             "growth": late / early - 1,
             "series": [(round(t, 1), round(mb, 1)) for t, mb in rss],
+        },
+        # the worker's child processes (the anomaly fitting process and its fork server)
+        "children_rss_mb": {
+            "last_2_minutes_median": statistics.median(
+                mb for t, mb in run["children_rss"] if t >= end - 120
+            ),
+            "max": max(mb for _, mb in run["children_rss"]),
         },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

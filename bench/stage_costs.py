@@ -138,6 +138,27 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(msg)
 
 
+def descendants_rss_mb(pid: int) -> float:
+    """Resident memory of every process below ``pid`` (the worker's fitting process and
+    its fork server), in MB; 0 when it has none."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        todo.extend(children.get(child, []))
+        try:
+            total += rss_mb(child)
+        except (FileNotFoundError, ProcessLookupError, RuntimeError):
+            pass  # ended meanwhile
+    return total
+
+
 def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list[list[RawMessage]]:
     """The worker's batches: with one sample per message, one message per link and step;
     with 100, one message per link holding its next 100 samples."""

@@ -55,7 +55,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ from .anomaly_fitted import (
     restore_hst,
     scores_many,
 )
+from .anomaly_fitter import fit_result, submit_fit
 from .anomaly_hst import CompiledHST, score_and_learn
 
 STATE_FORMAT = 4
@@ -134,7 +135,10 @@ class Recipe:
             scikit-learn's per-tree overhead: every 2048 samples it is about 15 µs a
             sample; NAB scored 64.6 with it, 64.5 refitting every 512).
         fit_lag: samples between a fit's request and its use (it runs meanwhile in a
-            background thread; the same sample in replay and in the worker).
+            background thread or process, :mod:`models.anomaly_fitter`; the same sample
+            in replay and in the worker). 64: when 200 keys ask at once (7 s of
+            fitting) the worker has not caught up with them 16 samples later; NAB
+            scores the same as with 16.
         fit_rows: rows a fit learns from (the newest).
         hst_trees, hst_height, hst_window: River Half-Space Trees' parameters.
     """
@@ -165,7 +169,7 @@ class Recipe:
     weights: Mapping[str, float] = field(default_factory=lambda: {"learned": 0.85})
     min_fit: int = 128
     refit_every: int = 2048
-    fit_lag: int = 16
+    fit_lag: int = 64
     fit_rows: int = 256
     hst_trees: int = 10
     hst_height: int = 6
@@ -183,9 +187,6 @@ class Recipe:
     def short_of(self, detector: str) -> int:
         return self.short.get(detector, 10)
 
-
-_FITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomaly-fit")
-"""Fits run here, off the scoring path."""
 
 _LOG_DENOMINATOR = math.log(1.0 - 0.9999999999)
 
@@ -859,7 +860,7 @@ class KeyEnsemble:
         self.fitted: FittedDetectors | None = None
         self.fit_at = 0
         self.pending_at: int | None = None
-        self._pending: Future[FittedDetectors] | None = None
+        self._pending: Future[FittedDetectors | bytes] | None = None
         self._fit_changed = False
         self._baseline: tuple[int, _Baseline] | None = None
         self._hst_saved: int | None = None
@@ -941,7 +942,7 @@ class KeyEnsemble:
 
     def _request_fit(self, values: np.ndarray, n: int) -> None:
         self.pending_at = n
-        self._pending = _FITTER.submit(fit_detectors, self._training(values), _seed(self.key))
+        self._pending = submit_fit(self._training(values), _seed(self.key))
 
     def _activate_fit(self, values: np.ndarray, n: int) -> None:
         """Use a requested fit ``fit_lag`` samples after its request (waiting for it if
@@ -949,13 +950,11 @@ class KeyEnsemble:
         ``values``: the key's kept values before its ``n``-th sample, about to be scored."""
         if self.pending_at is None or n < self.pending_at + self.recipe.fit_lag:
             return
-        if self._pending is not None:
-            self.fitted = self._pending.result()
-        else:
+        fitted = None if self._pending is None else fit_result(self._pending)
+        if fitted is None:  # lost to a restart, or its fitting process died
             since = n - self.pending_at
-            self.fitted = fit_detectors(
-                self._training(values[: len(values) - since]), _seed(self.key)
-            )
+            fitted = fit_detectors(self._training(values[: len(values) - since]), _seed(self.key))
+        self.fitted = fitted
         self.fit_at = self.pending_at
         self.pending_at = None
         self._pending = None
