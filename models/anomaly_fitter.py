@@ -13,6 +13,11 @@ bytes hold the detectors exactly. If the child dies (killed, out of memory), the
 held come back as ``None`` from :func:`fit_result`, the caller refits in its own
 thread, and the next fit starts a new child. A child whose parent is gone (the worker
 killed with ``kill -9``) exits: it watches its parent's pid.
+
+As with any start method but fork, the child imports the parent's main module (not as
+``__main__``): a script that calls :func:`fit_in_process` keeps its work under
+``if __name__ == "__main__":``. ``novacron worker`` (the console script or
+``python -m novacron``) does.
 """
 
 from __future__ import annotations
