@@ -87,8 +87,8 @@ def _pool() -> ProcessPoolExecutor:
     with _lock:
         if _process is None:
             context = multiprocessing.get_context("forkserver")
-            # the server imports only what a fit needs (by default it would run the
-            # parent's __main__ again)
+            # the server preloads only what a fit needs (by default: the parent's main
+            # module)
             context.set_forkserver_preload(["models.anomaly_fitted"])
             _process = ProcessPoolExecutor(
                 max_workers=1,

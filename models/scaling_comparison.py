@@ -83,11 +83,13 @@ class Comparison:
     frontier: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def ratios(self, name: str) -> dict[str, float | None]:
-        """``name``'s violation minutes and cost over HPA's (``None`` where HPA's are 0)."""
+        """``name``'s violation minutes, cost and cost in dollars over HPA's (``None``
+        where HPA's are 0)."""
         hpa, run = self.runs[HPA], self.runs[name]
         return {
             "violations_vs_hpa": _ratio(run.sla_violation_minutes, hpa.sla_violation_minutes),
             "cost_vs_hpa": _ratio(run.cost_instance_minutes, hpa.cost_instance_minutes),
+            "cost_dollars_vs_hpa": _ratio(run.cost_dollars(), hpa.cost_dollars()),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -96,11 +98,9 @@ class Comparison:
         instances started and the cost in dollars with the design's prices (starts
         included), which the acceptance test does not use."""
         policies = {}
-        hpa_dollars = self.runs[HPA].summary()["cost_dollars"]
         for name, run in self.runs.items():
             entry = run.summary()
             entry.update(self.ratios(name))
-            entry["cost_dollars_vs_hpa"] = _ratio(entry["cost_dollars"], hpa_dollars)
             entry["kind"] = _kind(name)
             policies[name] = entry
         return {

@@ -118,13 +118,13 @@ class PolicyRun:
     spec: np.ndarray = field(repr=False)
     instance_starts: int = 0
 
-    def summary(self, prices: CostModel | None = None) -> dict[str, Any]:
-        """The figures ``results.json`` reports for this policy; ``cost_dollars`` prices
-        the instance-minutes and the starts with ``prices`` (the design's by default).
+    def cost_dollars(self, prices: CostModel | None = None) -> float:
+        """The instance-minutes and the starts priced with ``prices`` (the design's by
+        default), to the cent.
 
         Examples:
             >>> z = np.zeros(1)
-            >>> PolicyRun("a", 5.0, 600.0, 2, {}, z, z, instance_starts=3).summary()["cost_dollars"]
+            >>> PolicyRun("a", 5.0, 600.0, 2, {}, z, z, instance_starts=3).cost_dollars()
             1.2
         """
         prices = prices or CostModel()
@@ -132,12 +132,16 @@ class PolicyRun:
             self.cost_instance_minutes / 60.0 * prices.instance_hour
             + self.instance_starts * prices.vm_start
         )
+        return round(dollars, 2)
+
+    def summary(self) -> dict[str, Any]:
+        """The figures ``results.json`` reports for this policy."""
         return {
             "sla_violation_minutes": self.sla_violation_minutes,
             "cost_instance_minutes": self.cost_instance_minutes,
             "actions": self.actions,
             "instance_starts": self.instance_starts,
-            "cost_dollars": round(dollars, 2),
+            "cost_dollars": self.cost_dollars(),
             "settings": self.settings,
         }
 

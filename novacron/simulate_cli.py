@@ -156,8 +156,6 @@ def _print(result: Any) -> None:
     from models.scaling_comparison import HPA, acceptance
 
     verdicts = acceptance(result)["passes"]
-    priced = {name: run.summary()["cost_dollars"] for name, run in result.runs.items()}
-    dollars = {name: v / priced[HPA] if priced[HPA] else None for name, v in priced.items()}
     table = Table(
         title=f"{result.trace}: {result.minutes:.0f} minutes at {result.step_s:.0f} s steps, "
         f"forecaster {result.forecaster}",
@@ -189,7 +187,7 @@ def _print(result: Any) -> None:
             str(run.instance_starts),
             _fmt(ratios["violations_vs_hpa"]),
             _fmt(ratios["cost_vs_hpa"]),
-            _fmt(dollars[name]),
+            _fmt(ratios["cost_dollars_vs_hpa"]),
             {True: "yes", False: "no"}.get(verdicts.get(name), "") if name != HPA else "",
         )
     Console(soft_wrap=True, width=max(out.width, 110)).print(table)  # whole numbers
