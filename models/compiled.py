@@ -3,7 +3,10 @@
 :func:`models.features.encode_windows` is the reference, written in numpy and used in
 training. At batch size 1 its ~40 array operations cost more than the LSTM itself, so
 serving uses these loop versions instead; tests hold the two equal. Compiled on first
-use (about a second), which the predictor does when it loads.
+use, which the predictor does when it loads, and cached on disk (numba's ``cache=True``,
+as :mod:`models.workload_compiled`): a later worker loads the machine code instead of
+compiling it, which takes it 0.3 s instead of about 2 s and leaves out the 15 MB the
+compiler holds.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ _N_CHANNELS = len(CHANNELS)
 _LIMIT = CLIP * 4
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _encode(
     windows: np.ndarray, stats: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -92,7 +95,7 @@ def _encode(
     return out, lasts
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _interval(  # pragma: no cover - compiled
     out: np.ndarray,
     last: np.ndarray,

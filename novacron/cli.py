@@ -147,6 +147,9 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run a stream worker (Faust) until stopped; several share the partitions."""
+    from agents.lean_imports import decline_unused_imports
+
+    decline_unused_imports()  # before the worker's modules import River
     from agents.worker import run_worker
 
     run_worker(_settings(ctx), loglevel=loglevel)
