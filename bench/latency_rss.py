@@ -8,9 +8,10 @@ One worker on the local stack, every shipped processor on, single-sample message
 2. **Steady run.** Samples are then sent at ``--load`` (default 0.5) of that rate for
    ``--minutes``. For every prediction received the latency is the receive time minus
    the sample's ``ts`` (sample time to prediction received); the worker's RSS
-   (``/proc/<pid>/status``), and its child processes' apart, is read every
-   ``--rss-every`` seconds. ``--rate`` sets the
-   steady rate in samples/s instead (two trees compared at the same rate).
+   (``/proc/<pid>/status``), its child processes' apart, and the PSS of the worker and
+   its children together (a page they share counted once) are read every
+   ``--rss-every`` seconds. ``--rate`` sets the steady rate in samples/s instead (two
+   trees compared at the same rate).
 
 Reported: latency p50/p90/p99/max over the steady run (its first minute left out as
 warm-up, reported apart), the RSS series, and RSS growth from the second minute to the
@@ -39,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_costs import descendants_rss_mb, link_sample, rss_mb  # noqa: E402
+from stage_costs import descendants_rss_mb, link_sample, rss_mb, tree_pss_mb  # noqa: E402
 from worker_throughput import count_until, produce_all  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
@@ -103,6 +104,7 @@ async def steady(
     produced: list[float] = []  # the record's produced_at minus the sample's ts
     rss: list[tuple[float, float]] = []
     children: list[tuple[float, float]] = []  # the worker's child processes
+    together: list[tuple[float, float]] = []  # the worker and its children, PSS
     sent = 0
     started = time.time()
     stop = asyncio.Event()
@@ -122,6 +124,7 @@ async def steady(
         while not stop.is_set():
             rss.append((time.time() - started, rss_mb(pid)))
             children.append((time.time() - started, descendants_rss_mb(pid)))
+            together.append((time.time() - started, tree_pss_mb(pid)))
             await asyncio.sleep(rss_every)
 
     receiver = asyncio.create_task(receive())
@@ -147,6 +150,7 @@ async def steady(
         "produced": produced,
         "rss": rss,
         "children_rss": children,
+        "together_pss": together,
     }
 
 
@@ -249,6 +253,13 @@ def main() -> None:
                 mb for t, mb in run["children_rss"] if t >= end - 120
             ),
             "max": max(mb for _, mb in run["children_rss"]),
+        },
+        # the worker and its children together, a shared page counted once (PSS)
+        "worker_and_children_pss_mb": {
+            "last_2_minutes_median": statistics.median(
+                mb for t, mb in run["together_pss"] if t >= end - 120
+            ),
+            "max": max(mb for _, mb in run["together_pss"]),
         },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

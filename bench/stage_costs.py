@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import statistics
@@ -138,9 +139,8 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(msg)
 
 
-def descendants_rss_mb(pid: int) -> float:
-    """Resident memory of every process below ``pid`` (the worker's fitting process and
-    its fork server), in MB; 0 when it has none."""
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the worker's fitting process and its fork server)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -148,14 +148,35 @@ def descendants_rss_mb(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0.0, list(children.get(pid, []))
+    found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
+        found.append(child)
         todo.extend(children.get(child, []))
-        try:
-            total += rss_mb(child)
-        except (FileNotFoundError, ProcessLookupError, RuntimeError):
-            pass  # ended meanwhile
+    return found
+
+
+def descendants_rss_mb(pid: int) -> float:
+    """Resident memory of every process below ``pid``, in MB; 0 when it has none."""
+    total = 0.0
+    for child in descendants(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, RuntimeError):
+            total += rss_mb(child)  # unless it ended meanwhile
+    return total
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional memory of ``pid`` and every process below it, in MB
+    (``/proc/<pid>/smaps_rollup``): a page shared by n of them counts 1/n in each, so the
+    sum is what they take from the machine together, where adding their RSS counts the
+    pages a fork server shares with its children more than once."""
+    total = 0.0
+    for proc in (pid, *descendants(pid)):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for line in Path(f"/proc/{proc}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+                    break
     return total
 
 
