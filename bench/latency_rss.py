@@ -10,8 +10,10 @@ One worker on the local stack, every shipped processor on, single-sample message
    the sample's ``ts`` (sample time to prediction received); the worker's RSS
    (``/proc/<pid>/status``), its child processes' apart, and the PSS of the worker and
    its children together (a page they share counted once) are read every
-   ``--rss-every`` seconds. ``--rate`` sets the steady rate in samples/s instead (two
-   trees compared at the same rate).
+   ``--rss-every`` seconds; so is what the worker did in each interval (its CPU share,
+   batches per second, messages per batch and the share of the wall time it spent in
+   batches, from its ``/metrics``). ``--rate`` sets the steady rate in samples/s
+   instead (two trees compared at the same rate).
 
 Reported: latency p50/p90/p99/max over the steady run (its first minute left out as
 warm-up, reported apart), the RSS series, and RSS growth from the second minute to the
@@ -24,12 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +110,7 @@ async def steady(
     rss: list[tuple[float, float]] = []
     children: list[tuple[float, float]] = []  # the worker's child processes
     together: list[tuple[float, float]] = []  # the worker and its children, PSS
+    busy: list[tuple[float, float, float, float, float]] = []  # see activity()
     sent = 0
     started = time.time()
     stop = asyncio.Event()
@@ -125,6 +131,8 @@ async def steady(
             rss.append((time.time() - started, rss_mb(pid)))
             children.append((time.time() - started, descendants_rss_mb(pid)))
             together.append((time.time() - started, tree_pss_mb(pid)))
+            with contextlib.suppress(OSError):
+                busy.append((time.time() - started, cpu_seconds(pid), *batch_totals(settings)))
             await asyncio.sleep(rss_every)
 
     receiver = asyncio.create_task(receive())
@@ -151,7 +159,54 @@ async def steady(
         "rss": rss,
         "children_rss": children,
         "together_pss": together,
+        "activity": activity(busy),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_totals(settings: Settings) -> tuple[float, float, float]:
+    """The worker's batches, messages in them and seconds spent in them so far, summed
+    over its input topics (its ``/metrics``)."""
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    sums = dict.fromkeys(
+        (
+            "novacron_batch_messages_count",
+            "novacron_batch_messages_sum",
+            "novacron_batch_processing_seconds_sum",
+        ),
+        0.0,
+    )
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    return tuple(sums.values())  # type: ignore[return-value]
+
+
+def activity(samples: list[tuple[float, float, float, float, float]]) -> list[dict[str, float]]:
+    """Per interval between two samples ``(t, cpu s, batches, messages, batch s)``: the
+    worker's CPU share, batches/s, messages per batch and the share of the wall time spent
+    in batches (the rest it waits for Faust to hand it the next batch)."""
+    out = []
+    for (t0, c0, b0, m0, s0), (t1, c1, b1, m1, s1) in itertools.pairwise(samples):
+        dt, batches = t1 - t0, b1 - b0
+        out.append(
+            {
+                "t": round(t1, 1),
+                "cpu_share": round((c1 - c0) / dt, 3),
+                "batches_per_s": round(batches / dt, 2),
+                "messages_per_batch": round((m1 - m0) / batches, 1) if batches else 0.0,
+                "share_in_batches": round((s1 - s0) / dt, 3),
+            }
+        )
+    return out
 
 
 def percentiles_ms(values: list[float]) -> dict[str, float]:
@@ -261,11 +316,15 @@ def main() -> None:
             ),
             "max": max(mb for _, mb in run["together_pss"]),
         },
+        # what the worker did per --rss-every interval: CPU share, batches/s, messages
+        # per batch, share of the wall time spent in batches
+        "worker_activity": run["activity"],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
-    shown = {k: v for k, v in summary.items() if k not in ("rss_mb", "latency_per_minute_p99_ms")}
+    hidden = ("rss_mb", "latency_per_minute_p99_ms", "worker_activity")
+    shown = {k: v for k, v in summary.items() if k not in hidden}
     rss_shown = {k: v for k, v in summary["rss_mb"].items() if k != "series"}
     print(json.dumps(shown | {"rss_mb": rss_shown}, indent=2))
 
