@@ -31,6 +31,7 @@ from streams.topics import INPUT_ROLES
 from .connections import kafka_options, redis_options
 from .delivery import BatchDelivery, Send
 from .group import GroupInspector
+from .kafka_consumer import WorkerApp
 from .metrics import WorkerMetrics
 from .settings import Settings
 from .wiring import pipeline_for
@@ -215,8 +216,9 @@ def create_app(settings: Settings, models: ModelHolder) -> tuple[faust.App, Work
     ctx = WorkerContext(settings, models)
     faust_dir = settings.state_dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         value_serializer="raw",
         key_serializer="raw",

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
 
     batch_max: int = Field(500, ge=1, description="Events per processing batch at most.")
     batch_within_s: float = Field(0.05, gt=0, description="Wait at most this long to fill a batch.")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=30_000,
+        description="How long the worker's Kafka consumer lets the broker wait for data before "
+        "it answers a fetch (Faust's own is 1,500 ms, which kept samples waiting seconds for "
+        "their prediction at a steady trickle; agents/kafka_consumer.py).",
+    )
 
     lag_interval_s: float = Field(
         5.0,
