@@ -13,7 +13,7 @@ settings (``NOVACRON_FETCH_MAX_WAIT_MS``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import aiokafka
 import faust
@@ -24,7 +24,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: driver.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka hands this to its fetcher when the consumer starts, which is after this
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
+        consumer._fetch_max_wait_ms = cast(WorkerApp, self.app).fetch_max_wait_ms
         return consumer
 
 

@@ -45,7 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stage_costs import descendants_rss_mb, link_sample, rss_mb, tree_pss_mb  # noqa: E402
+from stage_costs import link_sample, rss_mb, tree_memory_mb  # noqa: E402
 from worker_throughput import count_until, produce_all  # noqa: E402
 
 from agents.settings import Settings  # noqa: E402
@@ -129,8 +129,9 @@ async def steady(
     async def sample_rss() -> None:
         while not stop.is_set():
             rss.append((time.time() - started, rss_mb(pid)))
-            children.append((time.time() - started, descendants_rss_mb(pid)))
-            together.append((time.time() - started, tree_pss_mb(pid)))
+            children_rss, together_pss = tree_memory_mb(pid)
+            children.append((time.time() - started, children_rss))
+            together.append((time.time() - started, together_pss))
             with contextlib.suppress(OSError):
                 busy.append((time.time() - started, cpu_seconds(pid), *batch_totals(settings)))
             await asyncio.sleep(rss_every)

@@ -156,28 +156,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def descendants_rss_mb(pid: int) -> float:
-    """Resident memory of every process below ``pid``, in MB; 0 when it has none."""
-    total = 0.0
-    for child in descendants(pid):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, RuntimeError):
-            total += rss_mb(child)  # unless it ended meanwhile
-    return total
-
-
-def tree_pss_mb(pid: int) -> float:
-    """Proportional memory of ``pid`` and every process below it, in MB
-    (``/proc/<pid>/smaps_rollup``): a page shared by n of them counts 1/n in each, so the
-    sum is what they take from the machine together, where adding their RSS counts the
-    pages a fork server shares with its children more than once."""
-    total = 0.0
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """The resident memory of every process below ``pid`` (0 when it has none), and the
+    proportional memory (``/proc/<p>/smaps_rollup``) of ``pid`` and those together, in MB,
+    from one walk of the process table. Proportional: a page shared by n of them counts
+    1/n in each, so the sum is what they take from the machine together, where adding their
+    RSS counts the pages a fork server shares with its children more than once."""
+    children_rss = together_pss = 0.0
     for proc in (pid, *descendants(pid)):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, RuntimeError):
+            if proc != pid:  # unless it ended meanwhile
+                children_rss += rss_mb(proc)
             for line in Path(f"/proc/{proc}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    total += int(line.split()[1]) / 1024
+                    together_pss += int(line.split()[1]) / 1024
                     break
-    return total
+    return children_rss, together_pss
 
 
 def batches(mode: str, per_message: int, steps: int, links: int = LINKS) -> list[list[RawMessage]]:
