@@ -164,6 +164,24 @@ def _java_cmd(settings: Settings, paths: StackPaths, main: str, *args: str) -> l
     return [java, heap, *jvm, *logs, "-cp", f"{paths.kafka_libs}/*", main, *args]
 
 
+def kafka_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A random cluster id as Kafka writes them: 22 URL-safe base64 characters.
+
+    Like Kafka's own ``Uuid.randomUuid``, it never starts with ``-``: the storage
+    tool's argument parser would read such an id as an option and refuse it
+    (about one id in 64 would).
+
+    >>> import uuid
+    >>> kafka_cluster_id(iter([uuid.UUID(int=0xF8 << 120), uuid.UUID(int=1)]).__next__)
+    'AAAAAAAAAAAAAAAAAAAAAQ'
+    """
+    while True:
+        raw = draw().bytes
+        text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 def prepare_kafka(
     settings: Settings, paths: StackPaths, progress: Progress, secure: SecureMaterial | None = None
 ) -> list[str]:
@@ -177,9 +195,8 @@ def prepare_kafka(
     props = paths.kafka / "server.properties"
     props.write_text(kafka_server_properties(settings, secure))
     id_file = paths.kafka / "cluster.id"
-    if not id_file.exists():
-        raw = uuid.uuid4().bytes
-        id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("=") + "\n")
+    if not id_file.exists() or id_file.read_text().startswith("-"):
+        id_file.write_text(kafka_cluster_id() + "\n")
     if not formatted:
         progress(f"Formatting Kafka storage in {paths.kafka_data}...")
         shutil.rmtree(paths.kafka_data)
