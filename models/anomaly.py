@@ -406,15 +406,16 @@ class _Raw:
 
 
 def _raw_detectors(
-    tape: _Tape, r: Recipe, cached: Sequence[tuple[int, _Baseline] | None]
-) -> tuple[_Raw, list[tuple[int, _Baseline]]]:
+    tape: _Tape, r: Recipe, cached: Sequence[tuple[int, np.ndarray] | None]
+) -> tuple[_Raw, dict[int, tuple[int, np.ndarray]]]:
     """Distances of a tape's run rows from what their key's history expects.
 
     The history's statistics over ``window`` values (its baseline) are taken every
     ``baseline_every`` samples: a sample is compared with the baseline of the window
     before the last multiple of ``baseline_every`` at or before it. ``cached``: per
-    key, the last baseline computed (the key's sample count there, and it); the
-    newest per key is returned with the distances, for the next run.
+    key, the last baseline computed (the key's sample count there, and its statistics:
+    a row per :data:`_FIELDS` name); the newest per key is returned with the
+    distances, for the next run.
     """
     key, pos, t, periods = tape.key, tape.pos, tape.t, tape.periods
     values, origin = tape.values, tape.origin
@@ -438,17 +439,24 @@ def _raw_detectors(
         if len(fresh)
         else None
     )
+    reused = np.flatnonzero(reuse)
+    # the reused keys' points in one array: (point, field, metric)
+    held = np.stack([cached[k][1] for k in pk[reused].tolist()]) if len(reused) else None  # type: ignore[index]
     table = []
-    for f in _FIELDS:
+    for j, f in enumerate(_FIELDS):
         column = np.empty((len(first), values.shape[2]))
         if computed is not None:
             column[fresh] = getattr(computed, f)
-        for i in np.flatnonzero(reuse).tolist():
-            column[i] = getattr(cached[pk[i]][1], f)[0]  # type: ignore[index]
+        if held is not None:
+            column[reused] = held[:, j]
         table.append(column)
     b = _Baseline(*table)
-    key_last = np.r_[pk[1:] != pk[:-1], True]
-    newest = {int(pk[i]): (int(ptb[i]), b.row(i)) for i in np.flatnonzero(key_last).tolist()}
+    last = np.flatnonzero(np.r_[pk[1:] != pk[:-1], True])
+    rows = np.stack(table, axis=1)[last]
+    newest = {
+        k: (point, rows[i].copy())
+        for i, (k, point) in enumerate(zip(pk[last].tolist(), ptb[last].tolist(), strict=True))
+    }
     med, scale, spread = b.med[point], b.scale[point], b.spread[point]
     q1, q3, lo, hi = b.q1[point], b.q3[point], b.lo[point], b.hi[point]
     rows = values[key, pos]
@@ -515,10 +523,6 @@ class _Baseline:
     old_med: np.ndarray
     old_scale: np.ndarray
     old_step: np.ndarray
-
-    def row(self, i: int) -> _Baseline:
-        """Point ``i`` alone (what a key's next run starts from)."""
-        return _Baseline(*(getattr(self, f)[i : i + 1].copy() for f in _FIELDS))
 
 
 _FIELDS = (
@@ -862,7 +866,9 @@ class KeyEnsemble:
         self.pending_at: int | None = None
         self._pending: Future[FittedDetectors | bytes] | None = None
         self._fit_changed = False
-        self._baseline: tuple[int, _Baseline] | None = None
+        self._baseline: tuple[int, np.ndarray] | None = None
+        """The last baseline point: the key's sample count there, and its statistics
+        (one row per :data:`_FIELDS` name, one column per metric)."""
         self._hst_saved: int | None = None
 
     # -- scoring -------------------------------------------------------------------
