@@ -54,7 +54,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -319,6 +319,12 @@ def _sorted_range(ordered: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(n > 0, ordered[..., 0], np.nan), np.where(n > 0, top, np.nan)
 
 
+def _recent_rows(r: Recipe) -> int:
+    """Rows before a run row that the detectors but the baseline read (the level shift's
+    and the variance change's recent windows)."""
+    return max(r.shift_recent, r.variance_recent) + 1
+
+
 @dataclass(slots=True)
 class _Tape:
     """The runs of a batch's keys that report the same number of metrics, on one array:
@@ -354,19 +360,30 @@ class _Tape:
         runs: Sequence[tuple[np.ndarray, np.ndarray]],
         t0: Sequence[int],
         r: Recipe,
+        lookback: Sequence[int] | None = None,
     ) -> _Tape:
-        """From each key's kept (values, steps) and run (values, steps)."""
+        """From each key's kept (values, steps) and run (values, steps).
+
+        ``lookback``: per key, how many of its kept rows the tape holds (the newest);
+        ``None`` holds them all, padded for the baseline's windows. A tape that holds
+        fewer serves every detector but the baseline (see :func:`_raw_detectors`'s
+        ``wide``); a key's ``origin`` is still where its oldest kept row would be.
+        """
         width = runs[0][0].shape[1]
         m = np.array([len(v) for v, _ in runs], dtype=np.int64)
         n = np.array([len(v) for v, _ in kept], dtype=np.int64) + m
-        pad = r.window + max(r.shift_recent, r.variance_recent) + 1
-        length = pad + int(n.max())
+        if lookback is None:
+            held, pad = n, r.window + _recent_rows(r)
+        else:
+            held, pad = np.minimum(n, np.asarray(lookback, dtype=np.int64) + m), _recent_rows(r)
+        length = pad + int(held.max())
         values = np.empty((len(runs), length, width))
         steps = np.empty((len(runs), length, width))
         for k, ((kv, ks), (rv, rs)) in enumerate(zip(kept, runs, strict=True)):
-            lo, mid = length - n[k], length - m[k]
-            values[k, :lo], values[k, lo:mid], values[k, mid:] = np.nan, kv, rv
-            steps[k, :lo], steps[k, lo:mid], steps[k, mid:] = np.nan, ks, rs
+            lo, mid = length - held[k], length - m[k]
+            first = len(kv) - (mid - lo)  # the oldest kept row the tape holds
+            values[k, :lo], values[k, lo:mid], values[k, mid:] = np.nan, kv[first:], rv
+            steps[k, :lo], steps[k, lo:mid], steps[k, mid:] = np.nan, ks[first:], rs
         key = np.repeat(np.arange(len(runs)), m)
         starts = np.cumsum(m) - m
         j = np.arange(len(key)) - starts[key]
@@ -406,8 +423,11 @@ class _Raw:
 
 
 def _raw_detectors(
-    tape: _Tape, r: Recipe, cached: Sequence[tuple[int, np.ndarray] | None]
-) -> tuple[_Raw, dict[int, tuple[int, np.ndarray]]]:
+    tape: _Tape,
+    r: Recipe,
+    cached: Sequence[tuple[int, np.ndarray] | None],
+    wide: Callable[[np.ndarray, np.ndarray], tuple[_Tape, np.ndarray, np.ndarray]] | None = None,
+) -> tuple[_Raw, list[tuple[int, np.ndarray]]]:
     """Distances of a tape's run rows from what their key's history expects.
 
     The history's statistics over ``window`` values (its baseline) are taken every
@@ -415,7 +435,9 @@ def _raw_detectors(
     before the last multiple of ``baseline_every`` at or before it. ``cached``: per
     key, the last baseline computed (the key's sample count there, and its statistics:
     a row per :data:`_FIELDS` name); the newest per key is returned with the
-    distances, for the next run.
+    distances, for the next run. ``wide``: for a tape that holds only the keys' recent
+    rows, a tape of whole histories for the keys whose baseline is due (their keys and
+    positions there), from their keys and positions in ``tape``.
     """
     key, pos, t, periods = tape.key, tape.pos, tape.t, tape.periods
     values, origin = tape.values, tape.origin
@@ -434,11 +456,12 @@ def _raw_detectors(
         dtype=bool,
     )
     fresh = np.flatnonzero(~reuse)
-    computed = (
-        _baseline(tape, pk[fresh], (pos - lag)[first[fresh]], ptb[fresh], periods[first[fresh]], r)
-        if len(fresh)
-        else None
-    )
+    computed = None
+    if len(fresh):
+        source, fk, ends = tape, pk[fresh], (pos - lag)[first[fresh]]
+        if wide is not None:
+            source, fk, ends = wide(fk, ends)
+        computed = _baseline(source, fk, ends, ptb[fresh], periods[first[fresh]], r)
     reused = np.flatnonzero(reuse)
     # the reused keys' points in one array: (point, field, metric)
     held = np.stack([cached[k][1] for k in pk[reused].tolist()]) if len(reused) else None  # type: ignore[index]
@@ -908,25 +931,34 @@ class KeyEnsemble:
         return rows
 
     def _advance(
-        self, values: np.ndarray, m: int
+        self, kept: np.ndarray, run: np.ndarray
     ) -> tuple[np.ndarray, list[FittedDetectors | None]]:
-        """Per row of the run (the last ``m`` of ``values``, the key's kept values then the
-        run's), the periods in force and the fit that scores it: periods are estimated,
-        fits requested and activated on the way."""
+        """Per row of the run (``run``, after the key's ``kept`` values), the periods in
+        force and the fit that scores it: periods are estimated, fits requested and
+        activated on the way (the only steps that read the history: it is joined for
+        them alone)."""
         r = self.recipe
-        start = len(values) - m
+        start, m = len(kept), len(run)
+        joined: list[np.ndarray] = []
+
+        def values() -> np.ndarray:
+            if not joined:
+                joined.append(np.concatenate([kept, run]))
+            return joined[0]
+
         periods = np.empty((m, len(self.names)), dtype=np.int64)
         fits: list[FittedDetectors | None] = []
         for j in range(m):
             t = self.t + j
             if t % r.period_every == 0 and t >= 64:
-                history = values[max(0, start + j - r.period_history) : start + j]
+                history = values()[max(0, start + j - r.period_history) : start + j]
                 self.periods = np.array([_period(history[:, k], r) for k in range(len(self.names))])
             periods[j] = self.periods
-            self._activate_fit(values[: start + j], t)
+            if self.pending_at is not None and t >= self.pending_at + r.fit_lag:
+                self._activate_fit(values()[: start + j], t)
             fits.append(self.fitted)
             if self._fit_due(t + 1):
-                self._request_fit(values[: start + j + 1], t + 1)
+                self._request_fit(values()[: start + j + 1], t + 1)
         return periods, fits
 
     # -- learning --------------------------------------------------------------------
@@ -1161,19 +1193,32 @@ def _score_group(
         kept = key.values.rows
         first = kept[-1:] if len(kept) else rows[:1]
         runs.append((rows, rows - np.vstack([first, rows[:-1]])))
-    tape = _Tape.build(
-        [(key.values.rows, key.steps.rows) for key in keys], runs, [key.t for key in keys], r
-    )
-    m, starts = tape.lengths, tape.starts
     fits: list[FittedDetectors | None] = []
-    for k, key in enumerate(keys):
-        periods, key_fits = key._advance(tape.values[k, tape.origin[k] :], int(m[k]))
-        tape.periods[starts[k] : starts[k] + m[k]] = periods
+    in_force = []
+    for key, (rows, _) in zip(keys, runs, strict=True):
+        periods, key_fits = key._advance(key.values.rows, rows)
+        in_force.append(periods)
         fits += key_fits
+    history = [(key.values.rows, key.steps.rows) for key in keys]
+    t0 = [key.t for key in keys]
+    # Only the baseline reads further back than three periods (the seasonal reference):
+    # the tape holds that much, and the keys whose baseline is due get a tape of their own.
+    lookback = [max(3 * int(p.max(initial=0)), _recent_rows(r)) for p in in_force]
+    tape = _Tape.build(history, runs, t0, r, lookback)
+    tape.periods[:] = np.concatenate(in_force)
+    m, starts = tape.lengths, tape.starts
+
+    def wide(key: np.ndarray, ends: np.ndarray) -> tuple[_Tape, np.ndarray, np.ndarray]:
+        due, at = np.unique(key, return_inverse=True)
+        whole = _Tape.build(
+            [history[k] for k in due], [runs[k] for k in due], [t0[k] for k in due], r
+        )
+        return whole, at, ends + (whole.values.shape[1] - tape.values.shape[1])
+
     with warnings.catch_warnings():
         # a young key's windows are NaN-padded; all-NaN slices are masked below
         warnings.simplefilter("ignore", RuntimeWarning)
-        raw, baselines = _raw_detectors(tape, r, [key._baseline for key in keys])
+        raw, baselines = _raw_detectors(tape, r, [key._baseline for key in keys], wide)
     q = {
         name: 1.0 - np.exp(-np.nan_to_num(dist) / r.squash) for name, dist in raw.distances.items()
     }

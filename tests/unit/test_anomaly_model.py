@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pytest
 
 from agents.settings import Settings
-from models.anomaly import DETECTORS, FITTED, AnomalyEnsemble, KeyEnsemble, Recipe
+from models.anomaly import DETECTORS, FITTED, AnomalyEnsemble, KeyEnsemble, Recipe, _Tape
 from models.nab import DEFAULT_PROFILES, LabelledSeries, normalised, null_and_perfect, score_file
 from models.synthetic_incidents import incident_host, normal_host
 from novacron.eval_anomalies import THRESHOLDS, openings
@@ -412,6 +413,47 @@ def test_keys_scored_together_score_as_each_alone() -> None:
     spiky = values(together["spiky"])
     assert spiky[1250:1300].max() >= 0.5 > spiky[:1200].max()  # the runs were alertable
     assert (keys["normal"].periods > 0).any()  # and seasonal
+
+
+def test_a_tape_of_recent_rows_scores_as_one_of_whole_histories(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch's tape holds three periods of each key's history (the baseline, due every
+    16 samples, gets a tape of the due keys' whole histories): every score is the one a
+    tape of whole histories gives, for seasonal keys in runs of one sample and more."""
+    series = periodic_keys()
+
+    def scored() -> dict[str, dict[str, np.ndarray]]:
+        model = AnomalyEnsemble()
+        keys = {name: model.new(name) for name in series}
+        out: dict[str, list[AnomalyScore]] = {name: [] for name in series}
+        done = 0
+        while done < 1500:
+            size = 1 if 1100 <= done < 1350 else 50
+            runs = [
+                (keys[name], ids(done, done + len(s[done : done + size])), s[done : done + size])
+                for name, s in series.items()
+                if done < len(s)
+            ]
+            for (key, _, _), got in zip(runs, model.score_batch(runs), strict=True):
+                out[key.key] += got
+            done += size
+        assert (keys["normal"].periods > 0).any() and (keys["one"].periods > 0).any()
+        return {name: fingerprint(got) for name, got in out.items()}
+
+    recent = scored()
+    build = _Tape.build.__func__  # type: ignore[attr-defined]
+
+    def whole(
+        cls: type[_Tape], kept: Any, runs: Any, t0: Any, r: Recipe, lookback: Any = None
+    ) -> _Tape:
+        return build(cls, kept, runs, t0, r)
+
+    monkeypatch.setattr(_Tape, "build", classmethod(whole))
+    reference = scored()
+    for name, want in reference.items():
+        for field_name, column in want.items():
+            assert np.array_equal(recent[name][field_name], column), (name, field_name)
 
 
 def test_a_rebaselined_key_learns_a_new_score_history_after_2000_samples() -> None:
