@@ -169,6 +169,32 @@ def test_snapshot_round_trip_continues_exactly() -> None:
         assert len(blob) < 4_096
 
 
+def test_a_snapshot_written_before_the_compact_state_continues_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Links' states in Redis written by a worker before the monitor had its own
+    ``__getstate__`` (Python's default: a dict of the slots) load and continue exactly;
+    the compact state names the shipped settings instead of pickling them."""
+    x = residual_stream(3_000, seed=5, change=Change("abrupt", 1_500, 0.3)).tolist()
+    for settings in (RESIDUAL_SETTINGS, INPUT_SETTINGS, RIVER_DEFAULTS):
+        original = DriftMonitor(settings)
+        for v in x[:1_000]:
+            original.update(v)
+        compact = original.dumps()
+        with monkeypatch.context() as m:
+            m.delattr(DriftMonitor, "__getstate__")
+            old = original.dumps()
+        assert old != compact
+        assert len(compact) < len(old)
+        rest = np.asarray(x[1_000:])
+        want = events(original, rest, reset=False)
+        for blob in (old, compact):
+            restored = DriftMonitor.loads(blob)
+            assert restored.settings == settings
+            assert events(restored, rest, reset=False) == want
+            assert restored.evidence() == original.evidence()
+
+
 def test_snapshot_of_another_object_is_refused() -> None:
     with pytest.raises(ModelError, match="drift monitor snapshot"):
         DriftMonitor.loads(b"\x80\x05N.")  # pickle of None
