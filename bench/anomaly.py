@@ -1,7 +1,8 @@
 """What anomaly detection costs: per detector and per event, and in the worker end to end.
 
 1. **Scoring cost per event** (in process, no Kafka): each detector of the ensemble and
-   the whole ensemble, for a host reporting five metrics and a single-metric series:
+   the whole ensemble, for a host reporting five metrics (a daily cycle), a
+   single-metric series and a datacenter link's five measures (no cycle within reach):
    one key alone in runs of 1, 10 and 100 samples, and 50 keys scored together
    (``AnomalyEnsemble.score_batch``, as the worker scores a batch) in runs of 1 and 10.
    Median of ``--repeat``.
@@ -48,8 +49,10 @@ from agents.settings import Settings  # noqa: E402
 from models.anomaly import AnomalyEnsemble, KeyEnsemble, Recipe, _raw_detectors, _Tape  # noqa: E402
 from models.anomaly_fitted import fit_detectors, restore_hst  # noqa: E402
 from models.anomaly_hst import score_and_learn  # noqa: E402
+from models.synthetic import synthesize_link_series  # noqa: E402
 from models.synthetic_incidents import normal_host  # noqa: E402
 from novacron.demo import start_worker, wait_healthy  # noqa: E402
+from streams.records import MEASURES  # noqa: E402
 from tests.integration.conftest import (  # noqa: E402
     forget_isolated_topics,
     isolated_env,
@@ -106,6 +109,11 @@ def scoring_costs(repeat: int) -> dict[str, dict[str, float]]:
             metrics = {k: metrics[k] for k in names}
         out[label] = _costs(metrics, repeat)
         print(label, json.dumps(out[label]), flush=True)
+    # a datacenter link's five measures each second: no period within the detectors'
+    # reach (512 samples), unlike the hosts' daily cycle of 288 five-minute samples
+    link = synthesize_link_series("datacenter", N_WARM + N_SCORE, seed=3)
+    out["datacenter-link-5-metrics"] = _costs(dict(zip(MEASURES, link.T, strict=True)), repeat)
+    print("datacenter-link-5-metrics", json.dumps(out["datacenter-link-5-metrics"]), flush=True)
     return out
 
 
