@@ -51,6 +51,7 @@ samples, of which a batch rewrites only those it touched.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 import zlib
@@ -939,13 +940,7 @@ class KeyEnsemble:
         them alone)."""
         r = self.recipe
         start, m = len(kept), len(run)
-        joined: list[np.ndarray] = []
-
-        def values() -> np.ndarray:
-            if not joined:
-                joined.append(np.concatenate([kept, run]))
-            return joined[0]
-
+        values = functools.cache(lambda: np.concatenate([kept, run]))
         periods = np.empty((m, len(self.names)), dtype=np.int64)
         fits: list[FittedDetectors | None] = []
         for j in range(m):
@@ -954,8 +949,7 @@ class KeyEnsemble:
                 history = values()[max(0, start + j - r.period_history) : start + j]
                 self.periods = np.array([_period(history[:, k], r) for k in range(len(self.names))])
             periods[j] = self.periods
-            if self.pending_at is not None and t >= self.pending_at + r.fit_lag:
-                self._activate_fit(values()[: start + j], t)
+            self._activate_fit(values, start + j, t)
             fits.append(self.fitted)
             if self._fit_due(t + 1):
                 self._request_fit(values()[: start + j + 1], t + 1)
@@ -982,16 +976,18 @@ class KeyEnsemble:
         self.pending_at = n
         self._pending = submit_fit(self._training(values), _seed(self.key))
 
-    def _activate_fit(self, values: np.ndarray, n: int) -> None:
+    def _activate_fit(self, values: Callable[[], np.ndarray], end: int, n: int) -> None:
         """Use a requested fit ``fit_lag`` samples after its request (waiting for it if
         not done; refitting from the kept values if the request was lost to a restart).
-        ``values``: the key's kept values before its ``n``-th sample, about to be scored."""
+        ``values()[:end]``: the key's kept values before its ``n``-th sample, about to be
+        scored (taken only for a refit)."""
         if self.pending_at is None or n < self.pending_at + self.recipe.fit_lag:
             return
         fitted = None if self._pending is None else fit_result(self._pending)
         if fitted is None:  # lost to a restart, or its fitting process died
             since = n - self.pending_at
-            fitted = fit_detectors(self._training(values[: len(values) - since]), _seed(self.key))
+            kept = values()[:end]
+            fitted = fit_detectors(self._training(kept[: len(kept) - since]), _seed(self.key))
         self.fitted = fitted
         self.fit_at = self.pending_at
         self.pending_at = None

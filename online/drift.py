@@ -363,11 +363,9 @@ class DriftMonitor:
         """The slots' values in order, the shipped settings by name: a link's state is
         written at every batch that touches it, and the default state (a dict of the
         slots, the settings' fields) took half again as long to pickle."""
-        return tuple(
-            _SHARED_NAMES.get(self.settings, self.settings) if name == "settings" else
-            getattr(self, name)
-            for name in self.__slots__
-        )  # fmt: skip
+        state = [getattr(self, name) for name in self.__slots__]
+        state[self.__slots__.index("settings")] = _SHARED_NAMES.get(self.settings, self.settings)
+        return tuple(state)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         if len(state) == 2 and state[0] is None and isinstance(state[1], dict):
